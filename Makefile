@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch>=2.2
 BOOK_PROFILE ?= default
 STAMP      := $(VENV)/.installed-stamp
 
-.PHONY: install book test lint unit nbval browser clean
+.PHONY: install book test lint unit nbval browser chromium clean
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ $(STAMP): pyproject.toml requirements.txt
 install: $(STAMP)
 
 book: $(STAMP)
+	@# The execution cache does not know the profile: drop it when the profile changes.
+	@if [ -f _build/.profile ] && [ "$$(cat _build/.profile)" != "$(BOOK_PROFILE)" ]; then \
+	  echo "profile changed to $(BOOK_PROFILE): clearing the notebook cache"; \
+	  rm -rf _build/.jupyter_cache _build/jupyter_execute _build/html; fi
 	DDPM_BOOK_PROFILE=$(BOOK_PROFILE) $(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "$(BOOK_PROFILE)" > _build/.profile
 	@echo "Book built: $(CURDIR)/_build/html/index.html"
 
 lint: $(STAMP)
@@ -43,14 +48,19 @@ nbval: $(STAMP)
 	    --nbval-cell-timeout=120 -p no:randomly book/*.ipynb; \
 	else echo "nbval: no chapter notebooks yet"; fi
 
-browser: book
+# Debian's chromium for the browser check (installed when running as root, e.g. in CI).
+chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium); \
-	  else echo "browser check needs Debian's chromium: sudo apt-get install chromium"; exit 1; fi; }
+	    apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null); \
+	  else echo "note: the browser check needs Debian's chromium: sudo apt-get install chromium"; fi; }
+
+browser: book chromium
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium missing: sudo apt-get install chromium"; exit 1; }
 	$(BIN)/python tools/check_book.py _build/html
 
-test: lint unit nbval browser
+test: lint chromium unit nbval browser
 
 clean:
 	rm -rf _build

@@ -2,11 +2,29 @@
 
 Denoising Diffusion Probabilistic Models (Ho et al. 2020) with every formula named and indexed as in
 the book: schedules of length T + 1, index 0 = clean data, t = 1..T.
+
+    from ddpm_lib import Diffusion, schedule, sample
+    d = Diffusion(schedule.linear_betas(1000))
+    model, d = ddpm_lib.load("runs/tiny")          # weights written by `python -m ddpm_lib.train`
+    images = sample.ddim(model, d, n=16)
 """
 
-from . import losses, schedule
+from . import data, losses, sample, schedule
+from .config import Config, get_config
 from .diffusion import Diffusion, Gaussian
+from .io import load
 from .objectives import VLBTerms
 
-__all__ = ["Diffusion", "Gaussian", "VLBTerms", "losses", "schedule"]
+__all__ = [
+    "Config",
+    "Diffusion",
+    "Gaussian",
+    "VLBTerms",
+    "data",
+    "get_config",
+    "load",
+    "losses",
+    "sample",
+    "schedule",
+]
 __version__ = "0.1.0"

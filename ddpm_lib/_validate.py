@@ -74,3 +74,20 @@ def check_batch(t: int | torch.Tensor, x: torch.Tensor, name: str = "x") -> None
             f"t has {t.shape[0]} entries but {name} has batch size {x.shape[0]} "
             f"(shape {list(x.shape)}); t must be an int, shape [], [1] or [{x.shape[0]}]"
         )
+
+
+def check_steps(ts, lo: int, hi: int, name: str = "ts") -> tuple[int, ...]:
+    """A non-empty, strictly increasing sequence of integer steps in ``[lo, hi]``, as ints."""
+    import numpy as np
+
+    ts = tuple(ts)
+    if not ts:
+        raise ValueError(f"{name} must name at least one step")
+    for t in ts:
+        if isinstance(t, bool) or not isinstance(t, int | np.integer):
+            raise TypeError(f"every t in {name} must be an int, got {t!r}")
+        if not lo <= t <= hi:
+            raise ValueError(f"every t in {name} must be in [{lo}, {hi}], got {t}")
+    if any(b <= a for a, b in zip(ts, ts[1:], strict=False)):
+        raise ValueError(f"{name} must be strictly increasing, got {list(ts)}")
+    return tuple(int(t) for t in ts)

@@ -231,8 +231,10 @@ class Diffusion:
         return (x_t - sqrt_ab * x0) / self._coef(1.0 - self.alpha_bars, t, x_t).sqrt()
 
     def score_from_eps(self, eps: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        r"""The score of the noised data, :math:`\nabla_{x_t}\log q(x_t) = -\epsilon/\sqrt{1-\bar\alpha_t}`
-        (Tweedie's formula; Song et al. 2021, Vincent 2011). ``eps`` ``[B, ...]``, ``t`` in ``[1, T]``."""
+        r"""Score from noise: :math:`-\epsilon/\sqrt{1-\bar\alpha_t}`. For the true noise this is exactly
+        :math:`\nabla_{x_t}\log q(x_t \mid x_0)`; for a trained :math:`\epsilon_\theta` it estimates the
+        marginal score :math:`\nabla_{x_t}\log q(x_t)` (Vincent 2011; Song et al. 2021).
+        ``eps`` ``[B, ...]``, ``t`` in ``[1, T]``."""
         eps = check_tensor("eps", eps)
         t = self._t(t, eps)
         return -eps / self._coef(1.0 - self.alpha_bars, t, eps).sqrt()

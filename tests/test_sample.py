@@ -43,9 +43,8 @@ def test_ddim_eta1_all_steps_is_ancestral_with_beta_tilde():
     """Song et al. 2021: eta = 1 on the full sequence is DDPM with sigma_t^2 = beta_tilde_t."""
     a = sample.ancestral(_toy, D, 4, variance="beta_tilde", clip=False,
                          generator=torch.Generator().manual_seed(3))  # fmt: skip
-    b = sample.ddim(
-        _toy, D, 4, steps=D.T, eta=1.0, clip=False, generator=torch.Generator().manual_seed(3)
-    )
+    b = sample.ddim(_toy, D, 4, steps=D.T, eta=1.0, clip=False, clip_x0=False,
+                    generator=torch.Generator().manual_seed(3))  # fmt: skip
     assert torch.allclose(a, b, atol=1e-4)
     c = sample.ancestral(
         _toy, D, 4, variance="beta", clip=False, generator=torch.Generator().manual_seed(3)
@@ -116,3 +115,21 @@ def test_generator_reproducibility_and_range():
     a = sample.ddim(_toy, D, 2, steps=5, eta=0.5, generator=torch.Generator().manual_seed(9))
     b = sample.ddim(_toy, D, 2, steps=5, eta=0.5, generator=torch.Generator().manual_seed(9))
     assert torch.equal(a, b) and float(a.abs().max()) <= 1.0
+
+
+def test_clip_x0_is_the_same_in_both_samplers_and_keeps_x0_hat_in_range():
+    """With clipping, DDIM (eta = 1, all steps) still equals ancestral sampling with beta_tilde."""
+    wild = lambda x, t: -3 * x  # noqa: E731  (its x0-predictions blow up without clipping)
+    a = sample.ancestral(wild, D, 3, variance="beta_tilde", clip=False, clip_x0=True,
+                         generator=torch.Generator().manual_seed(5))  # fmt: skip
+    b = sample.ddim(wild, D, 3, steps=D.T, eta=1.0, clip=False, clip_x0=True,
+                    generator=torch.Generator().manual_seed(5))  # fmt: skip
+    assert torch.allclose(a, b, atol=1e-4)
+    c = sample.ddim(wild, D, 3, steps=D.T, eta=1.0, clip=False, clip_x0=False,
+                    generator=torch.Generator().manual_seed(5))  # fmt: skip
+    assert float(c.abs().max()) > 100 and float(b.abs().max()) <= 1.0 + 1e-5
+
+
+def test_default_trajectory_steps_for_small_T():
+    d = Diffusion(schedule.linear_betas(3, 0.1, 0.2))
+    assert sample.ancestral(_toy, d, 1, return_trajectory=True).steps.tolist() == [3, 2, 1]

@@ -92,3 +92,11 @@ def test_run_check_reports_wrong_and_unimplemented_functions():
     shape = run_check("double", lambda x: x[:2], lambda x: 2 * x, cases, "")
     assert not shape and "shape" in shape.message
     assert "✘" in wrong._repr_html_()
+
+
+def test_run_check_compares_plain_numbers():
+    cases = [Case((3,), "three")]
+    assert run_check("sq", lambda n: torch.tensor(n * n), lambda n: n * n, cases, "").passed
+    bad = run_check("sq", lambda n: torch.ones(2), lambda n: n * n, cases, "")
+    assert not bad and "single number" in bad.message
+    assert not run_check("half", lambda n: n / 3, lambda n: n / 2, cases, "")

@@ -104,6 +104,14 @@ def _compare(got: Any, want: Any, rtol: float, atol: float) -> str | None:
                 f"(got {float(got_b.flatten()[i]):.6g}, expected {float(want.flatten()[i]):.6g})"
             )
         return None
+    if isinstance(got, torch.Tensor):  # a number returned as a tensor is fine, a batch is not
+        if got.numel() != 1:
+            return f"expected a single number, got a tensor of shape {list(got.shape)}"
+        got = got.item()
+    if isinstance(want, float) and isinstance(got, int | float):
+        if abs(got - want) > atol + rtol * abs(want):
+            return f"expected {want:.6g}, got {got:.6g}"
+        return None
     if got != want:
         return f"expected {want!r}, got {got!r}"
     return None

@@ -1,0 +1,44 @@
+"""Evaluation of MNIST generators: a small classifier, its accuracy, and an MNIST FID with a floor.
+
+>>> from ddpm_lib.metrics import mnist_fid, class_accuracy
+>>> r = mnist_fid(samples)   # samples float [N, 1, 28, 28] in [-1, 1]
+>>> print(f"FID {r.fid:.2f} (real-data floor at n={r.n}: {r.floor:.2f})")
+
+Modules: :mod:`.classifier` (the LeNet-style network and its training loop), :mod:`.fid` (Fréchet
+distance, feature statistics, cached reference statistics). The shipped classifier weights are loaded
+through :mod:`ddpm_lib.pretrained`, checksum verified. CLI: ``python -m ddpm_lib.metrics --help``.
+"""
+
+from .classifier import (
+    ClassifierConfig,
+    MNISTClassifier,
+    TrainResult,
+    evaluate_accuracy,
+    train_classifier,
+)
+from .fid import (
+    FeatureStats,
+    FIDResult,
+    class_accuracy,
+    feature_stats,
+    fid_floor,
+    frechet_distance,
+    mnist_fid,
+    reference_stats,
+)
+
+__all__ = [
+    "ClassifierConfig",
+    "FIDResult",
+    "FeatureStats",
+    "MNISTClassifier",
+    "TrainResult",
+    "class_accuracy",
+    "evaluate_accuracy",
+    "feature_stats",
+    "fid_floor",
+    "frechet_distance",
+    "mnist_fid",
+    "reference_stats",
+    "train_classifier",
+]

@@ -1,0 +1,33 @@
+"""Training: Algorithm 1 of Ho et al. (2020), resumable and exact.
+
+>>> from ddpm_lib.config import get_config
+>>> from ddpm_lib.train import train
+>>> result = train(get_config("tiny"), "runs/tiny", steps=500, seed=0)   # notebook / Python API
+>>> result.model, result.diffusion, result.images_per_sec, result.final_loss
+
+The same from a shell (``python -m ddpm_lib.train --help`` lists every flag)::
+
+    python -m ddpm_lib.train --preset tiny --out runs/tiny --steps 500 --seed 0
+    python -m ddpm_lib.train --out runs/tiny --resume          # continue after a crash / timeout
+
+Load a finished run with :func:`ddpm_lib.io.load`.
+"""
+
+from ddpm_lib.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from ddpm_lib.train.ema import EMA, ema_decay_at
+from ddpm_lib.train.loop import NonFiniteLossError, algorithm1_loss, lr_at
+from ddpm_lib.train.trainer import STOP_REASONS, TrainResult, train
+
+__all__ = [
+    "EMA",
+    "NonFiniteLossError",
+    "STOP_REASONS",
+    "TrainResult",
+    "TrainState",
+    "algorithm1_loss",
+    "ema_decay_at",
+    "load_checkpoint",
+    "lr_at",
+    "save_checkpoint",
+    "train",
+]

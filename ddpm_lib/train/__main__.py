@@ -1,0 +1,219 @@
+"""Command line of the trainer: ``python -m ddpm_lib.train --preset tiny --out runs/tiny --steps 500``.
+
+Same behaviour as :func:`ddpm_lib.train.train`. Every bad flag value exits with status 2 and a
+message naming the flag; a non-finite loss exits with status 1 (the last good checkpoint is kept).
+
+Examples::
+
+    python -m ddpm_lib.train --preset tiny --out runs/tiny --steps 500 --seed 0
+    python -m ddpm_lib.train --preset mnist --out runs/mnist --max-seconds 3600   # a Colab session
+    python -m ddpm_lib.train --out runs/mnist --resume --max-seconds 3600         # the next one
+    python -m ddpm_lib.train --preset tiny --out /tmp/t --steps 20 --limit-data 512 \\
+        --set dropout=0.1 --set channel_mults=[1,2] --no-progress
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ddpm_lib import io
+from ddpm_lib.config import PRESETS, Config, get_config
+
+__all__ = ["build_parser", "main"]
+
+# API parameter named at the start of a train() error -> the flag that set it
+_PARAM_FLAGS = {"limit_data": "--limit-data", "device": "--device", "seed": "--seed"}
+
+
+def _number(kind: type, lo: float, strict: bool):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        ok = value is not None and math.isfinite(value) and (value > lo if strict else value >= lo)
+        if not ok:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(
+                f"must be {what} {'>' if strict else '>='} {lo}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected field=value (e.g. dropout=0.1), got {text!r}")
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if raw.strip().lower() in words:
+        return name.strip(), words[raw.strip().lower()]
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare word such as cosine or bf16
+    return name.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ddpm_lib.train",
+        description="Train a DDPM noise-prediction U-Net on MNIST (Ho et al. 2020, Algorithm 1).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="config preset (required unless --resume, which defaults to the run's)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="run directory")
+    p.add_argument(
+        "--steps",
+        type=_number(int, 0, True),
+        default=None,
+        help="total optimiser steps of the run (default: config.train_steps)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_number(float, 0, True),
+        default=None,
+        help="stop after this many passes over the data",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=_number(float, 0, True),
+        default=None,
+        help="wall-clock budget of this invocation's training loop",
+    )
+    p.add_argument(
+        "--seed",
+        type=_number(int, 0, False),
+        default=None,
+        help="seed of every random draw (default: the config's seed)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_number(int, 0, True),
+        default=1000,
+        help="write checkpoint.safetensors every K steps (and at the end)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if any)")
+    p.add_argument("--batch-size", type=_number(int, 0, True), default=None, help="override")
+    p.add_argument("--lr", type=_number(float, 0, True), default=None, help="override peak lr")
+    p.add_argument(
+        "--limit-data",
+        type=_number(int, 0, True),
+        default=None,
+        help="train on the first N MNIST training images only (tests, quick runs)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or status lines")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any Config field (JSON value), repeatable",
+    )
+    return p
+
+
+def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config | None:
+    overrides = dict(args.overrides)
+    flags = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    if args.preset is None:
+        if not overrides and args.batch_size is None and args.lr is None:
+            return None  # --resume: the checkpoint's config (the seed is checked by train)
+        from ddpm_lib.train.checkpoint import load_checkpoint
+
+        base = load_checkpoint(args.out / io.CHECKPOINT_FILE).config
+    else:
+        base = PRESETS[args.preset]
+    try:
+        config = get_config(args.preset, **overrides) if args.preset else None
+        if config is None:
+            config = Config.from_dict({**base.to_dict(), **overrides})
+    except (ValueError, TypeError) as e:
+        parser.error(f"argument --set: {e}")
+    for field, flag in (("batch_size", "--batch-size"), ("lr", "--lr"), ("seed", "--seed")):
+        if flags[field] is not None:
+            try:
+                config = dataclasses.replace(config, **{field: flags[field]})
+            except ValueError as e:
+                parser.error(f"argument {flag}: {e}")
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from ddpm_lib.train.loop import NonFiniteLossError, resolve_device
+    from ddpm_lib.train.trainer import train
+
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        parser.error(f"argument --out: {str(out)!r} is a file, not a directory")
+    ckpt = out / io.CHECKPOINT_FILE
+    if args.resume and not ckpt.is_file():
+        parser.error(f"argument --resume: there is no checkpoint {ckpt} to resume from")
+    if not args.resume:
+        existing = [p.name for p in (ckpt, out / io.MODEL_FILE) if p.exists()]
+        if existing:
+            parser.error(
+                f"argument --out: {out} already holds a run ({', '.join(existing)}); "
+                "pass --resume to continue it, or choose another --out"
+            )
+        if args.preset is None:
+            parser.error(
+                f"argument --preset: required for a new run (one of {', '.join(sorted(PRESETS))})"
+            )
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        parser.error(f"argument --device: {e}")
+    config = _config(args, parser)
+    try:
+        result = train(
+            config,
+            out,
+            steps=args.steps,
+            epochs=args.epochs,
+            max_seconds=args.max_seconds,
+            seed=None if config else args.seed,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+            device=args.device,
+            progress=not args.no_progress,
+            limit_data=args.limit_data,
+        )
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        message = str(e)
+        flag = next((f for p, f in _PARAM_FLAGS.items() if message.startswith(p)), None)
+        parser.error(f"argument {flag}: {message}" if flag else message)
+    if result.stopped_by == "already_finished":
+        print(f"nothing to do: the run in {out} already finished at step {result.steps}")
+    else:
+        print(
+            f"{result.steps} steps ({result.stopped_by}), {result.images_per_sec:.1f} img/s on "
+            f"{result.device} ({result.precision}), final loss {result.final_loss:.4f}; "
+            f"wrote {out / io.MODEL_FILE}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
