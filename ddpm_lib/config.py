@@ -284,13 +284,19 @@ def config_mismatch(a: Config, b: Config, fields: Iterable[str] | None = None) -
 
 
 # Measured numbers: 2-core CPU sandbox (torch 2.13 CPU, fp32, torch.set_num_threads(2)); "train" is
-# forward + backward + AdamW on random targets at the preset's batch size, "fwd64" one forward of 64
-# images in eval mode. For tiny, base_channels 24, channel_mults (1, 2, 2) and batch 32 at the same
-# ~60 s budget gave no clearly better 20-step DDIM samples (MNIST-FID 690-760 vs 756), so it stays.
+# forward + backward + AdamW on random targets at the preset's batch size (upper quartile of the
+# step rates, robust to other jobs on the machine), "fwd64" one forward of 64 images in eval mode.
+# tiny: ~60 s of training must show strokes and blobs. At the same budget, base 8 with
+# channel_mults (1, 2, 2) (67k params, 630 img/s, 550 steps) gave worse 20-step DDIM samples
+# (MNIST-FID 617 vs 485, many blank or noisy backgrounds), and base 24 with (1, 2, 2) (0.59M,
+# 160 img/s) none clearly better (FID 690-760 vs 756 in an earlier run), so base 16 stays.
+# mnist: 3.64M params = 7.3 MB in fp16, so mnist + mnist-cfg + tiny + the FID classifier fit in the
+# 20 MB weight budget; base 64 (6.47M, 18.3 img/s, fwd64 1.00 s) would not. GPU tuning comes later.
 _MNIST = Config()
 PRESETS: Mapping[str, Config] = types.MappingProxyType(
     {
-        # 160k params, train 280 img/s, fwd64 0.07s; 250 steps 59 s (2-core CPU sandbox, torch 2.13)
+        # 160k params, train 282 img/s, fwd64 0.07 s; 250 steps in 61 s with ddpm_lib.train
+        # (2-core CPU sandbox, torch 2.13): ~16k images, a quarter of an epoch
         "tiny": Config(
             base_channels=16,
             channel_mults=(1, 2),
@@ -305,7 +311,7 @@ PRESETS: Mapping[str, Config] = types.MappingProxyType(
             ema_decay=0.99,
             train_steps=250,
         ),
-        # 3.6M params, train 30 img/s at batch 64, fwd64 0.64 s (2-core CPU sandbox, torch 2.13);
+        # 3.64M params, train 28.6 img/s at batch 128, fwd64 0.64 s (2-core CPU sandbox, torch 2.13);
         # a GPU default: its width is to be tuned on an H100 (GPU performance issue)
         "mnist": _MNIST,
         "mnist-cfg": dataclasses.replace(_MNIST, num_classes=10, label_dropout=0.1),
