@@ -5,13 +5,15 @@ the book: schedules of length T + 1, index 0 = clean data, t = 1..T.
 
     from ddpm_lib import Diffusion, schedule, sample
     d = Diffusion(schedule.linear_betas(1000))
+    model, d = ddpm_lib.pretrained("mnist-unet")   # shipped weights, sha256-verified, CPU
     model, d = ddpm_lib.load("runs/tiny")          # weights written by `python -m ddpm_lib.train`
     images = sample.ddim(model, d, n=16)
 """
 
-from . import data, losses, sample, schedule
+from . import data, hub, losses, sample, schedule
 from .config import Config, get_config
 from .diffusion import Diffusion, Gaussian
+from .hub import pretrained
 from .io import load
 from .objectives import VLBTerms
 
@@ -22,8 +24,10 @@ __all__ = [
     "VLBTerms",
     "data",
     "get_config",
+    "hub",
     "load",
     "losses",
+    "pretrained",
     "sample",
     "schedule",
 ]

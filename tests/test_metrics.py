@@ -1,4 +1,4 @@
-"""Tests of ddpm_lib.metrics (Fréchet distance, classifier, MNIST FID) and ddpm_lib.pretrained."""
+"""Tests of ddpm_lib.metrics (Fréchet distance, classifier, MNIST FID) and ddpm_lib.hub."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lib import pretrained as pt
+from ddpm_lib import hub as pt
 from ddpm_lib.data import images_to_model, load_mnist
 from ddpm_lib.metrics import (
     ClassifierConfig,

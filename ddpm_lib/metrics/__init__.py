@@ -6,7 +6,7 @@
 
 Modules: :mod:`.classifier` (the LeNet-style network and its training loop), :mod:`.fid` (Fréchet
 distance, feature statistics, cached reference statistics). The shipped classifier weights are loaded
-through :mod:`ddpm_lib.pretrained`, checksum verified. CLI: ``python -m ddpm_lib.metrics --help``.
+through :mod:`ddpm_lib.hub`, checksum verified. CLI: ``python -m ddpm_lib.metrics --help``.
 """
 
 from .classifier import (

@@ -191,7 +191,7 @@ _FLOORS: dict[tuple[str, int, int], float] = {}
 
 def _default_classifier() -> MNISTClassifier:
     if not _DEFAULT:
-        from ddpm_lib.pretrained import load_classifier
+        from ddpm_lib.hub import load_classifier
 
         _DEFAULT.append(load_classifier())
     return _DEFAULT[0]

@@ -1,16 +1,19 @@
 """Shipped weights, loaded only after their sha256 matches ``weights/manifest.json``.
 
->>> from ddpm_lib.pretrained import pretrained, load_classifier
->>> clf = load_classifier()             # MNISTClassifier in eval mode, checksum verified
->>> net = pretrained("mnist-classifier")  # the same through the registry
+>>> import ddpm_lib
+>>> model, diffusion = ddpm_lib.pretrained("mnist-unet")      # eps-model (EMA weights) + Diffusion
+>>> model, diffusion = ddpm_lib.pretrained("mnist-unet-cfg")  # class-conditional, null label = 10
+>>> clf = ddpm_lib.hub.load_classifier()                       # the evaluator behind ddpm_lib.metrics
 
 Every file under ``ddpm_lib/weights/`` has a manifest entry: file name, sha256, size, dtype, the exact
 command that produced it and its measured quality. Loading reads the file's bytes once, checks size
 and sha256 *on those bytes*, and only then parses them as safetensors (never pickle), so a file that
 was tampered with, truncated or replaced is refused with a clear error instead of being half-loaded.
 
-Adding a model: ship ``weights/<name>.safetensors``, add its manifest entry, and
-``register_builder("<name>", fn)`` with ``fn(tensors, entry) -> nn.Module``.
+Adding a model: write ``weights/<name>.safetensors`` and its manifest entry with
+``python -m ddpm_lib.release export`` (U-Nets) and ``register_builder("<name>", fn)`` with
+``fn(content, entry) -> (module, diffusion or None)``; every U-Net entry whose ``architecture`` is
+``ddpm_lib.models.UNet`` is built without registration.
 The environment variable ``DDPM_LIB_WEIGHTS_DIR`` points the loader at another folder.
 """
 
@@ -28,11 +31,13 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from ddpm_lib.diffusion import Diffusion
     from ddpm_lib.metrics.classifier import MNISTClassifier
 
 __all__ = [
     "WeightsError",
     "ManifestEntry",
+    "Pretrained",
     "SafetensorsContent",
     "weights_dir",
     "load_manifest",
@@ -41,6 +46,7 @@ __all__ = [
     "read_safetensors",
     "register_builder",
     "registered_names",
+    "available",
     "pretrained",
     "load_classifier",
     "sha256_of",
@@ -175,28 +181,75 @@ def read_safetensors(source: bytes | Path) -> SafetensorsContent:
 
 # --- registry of builders ------------------------------------------------------------------------
 
-Builder = Callable[[SafetensorsContent, ManifestEntry], nn.Module]
+
+class Pretrained(NamedTuple):
+    """What :func:`pretrained` returns: the network in eval mode, and for a diffusion model the
+    :class:`~ddpm_lib.diffusion.Diffusion` of its schedule (``None`` for the classifier)."""
+
+    model: nn.Module
+    diffusion: Diffusion | None
+
+
+Builder = Callable[[SafetensorsContent, ManifestEntry], tuple[nn.Module, "Diffusion | None"]]
 _BUILDERS: dict[str, Builder] = {}
+UNET_ARCHITECTURE = "ddpm_lib.models.UNet"
 
 
 def register_builder(name: str, builder: Builder) -> None:
-    """Register ``builder(content, entry) -> nn.Module`` for the manifest entry ``name``."""
+    """Register ``builder(content, entry) -> (module, diffusion or None)`` for the entry ``name``."""
     _BUILDERS[name] = builder
 
 
 def registered_names() -> list[str]:
+    """Names with an explicitly registered builder (U-Net entries need none: see :func:`available`)."""
     return sorted(_BUILDERS)
 
 
-def pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
-    """Build the shipped model ``name`` from checksum-verified weights, in eval mode on ``device``."""
-    if name not in _BUILDERS:
-        raise ValueError(f"no pretrained model named {name!r}; available: {registered_names()}")
+def available() -> list[str]:
+    """Every name :func:`pretrained` can load from the current manifest."""
+    try:
+        manifest = load_manifest()
+    except WeightsError:
+        return registered_names()
+    return sorted(
+        n
+        for n, e in manifest.items()
+        if n in _BUILDERS or e.info.get("architecture") == UNET_ARCHITECTURE
+    )
+
+
+def pretrained(name: str, device: str | torch.device = "cpu") -> Pretrained:
+    """Load the shipped model ``name`` from checksum-verified weights: ``(model, diffusion)``.
+
+    The model is in eval mode on ``device`` (float32 parameters; the file may store float16). For
+    the U-Nets the weights are the EMA weights of the training run named in the manifest, and
+    ``diffusion`` is the schedule they were trained for; for ``"mnist-classifier"`` it is ``None``.
+
+    Raises:
+        ValueError: unknown name (listing the available ones); :class:`WeightsError` (a ValueError)
+            when the file is missing or its size or sha256 differs from the manifest.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"name must be a string such as 'mnist-unet', got {name!r}")
+    manifest = load_manifest()
+    entry = manifest.get(name)
+    builder = _BUILDERS.get(name)
+    if (
+        builder is None
+        and entry is not None
+        and entry.info.get("architecture") == UNET_ARCHITECTURE
+    ):
+        builder = _build_unet
+    if builder is None:
+        raise ValueError(f"no pretrained model named {name!r}; available: {available()}")
     data, entry = verified_bytes(name)
     if entry.format != "safetensors":
         raise WeightsError(f"entry {name!r} has format {entry.format!r}; only 'safetensors' loads")
-    model = _BUILDERS[name](read_safetensors(data), entry)
-    return model.to(device).eval()
+    model, diffusion = builder(read_safetensors(data), entry)
+    dev = torch.device(device)
+    if diffusion is not None and dev.type != "mps":  # MPS has no float64: schedule stays on CPU
+        diffusion = diffusion.to(dev)
+    return Pretrained(model.to(dev).eval(), diffusion)
 
 
 def _load_state(model: nn.Module, tensors: dict[str, torch.Tensor], name: str) -> nn.Module:
@@ -208,16 +261,43 @@ def _load_state(model: nn.Module, tensors: dict[str, torch.Tensor], name: str) -
     return model
 
 
-def _build_classifier(content: SafetensorsContent, entry: ManifestEntry) -> nn.Module:
+def _stored_config(content: SafetensorsContent, entry: ManifestEntry) -> dict[str, Any] | None:
+    stored = content.metadata.get("config")
+    if stored is None:
+        return None
+    try:
+        return json.loads(stored)
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{entry.file}: the config in its metadata is not JSON: {e}") from e
+
+
+def _build_unet(content: SafetensorsContent, entry: ManifestEntry) -> tuple[nn.Module, Diffusion]:
+    from ddpm_lib.config import Config
+    from ddpm_lib.io import build_model
+
+    if "config" not in entry.info:
+        raise WeightsError(f"manifest entry {entry.name!r} lacks the U-Net 'config'")
+    config = Config.from_dict(entry.info["config"])
+    stored = _stored_config(content, entry)
+    if stored is None or Config.from_dict(stored) != config:
+        raise WeightsError(
+            f"{entry.file}: the config stored in the file ({stored}) differs from the manifest's "
+            f"({entry.info['config']}); refusing to guess which one the weights belong to"
+        )
+    model = build_model(config)
+    return _load_state(model, content.tensors, entry.name), config.diffusion()
+
+
+def _build_classifier(content: SafetensorsContent, entry: ManifestEntry) -> tuple[nn.Module, None]:
     from ddpm_lib.metrics.classifier import ClassifierConfig, MNISTClassifier
 
     config = ClassifierConfig.from_dict(entry.info["config"])
-    stored = content.metadata.get("config")
-    if stored is not None and ClassifierConfig.from_dict(json.loads(stored)) != config:
+    stored = _stored_config(content, entry)
+    if stored is not None and ClassifierConfig.from_dict(stored) != config:
         raise ValueError(
             f"{entry.file}: config in the file {stored} differs from the manifest {entry.info['config']}"
         )
-    return _load_state(MNISTClassifier(config), content.tensors, entry.name)
+    return _load_state(MNISTClassifier(config), content.tensors, entry.name), None
 
 
 register_builder("mnist-classifier", _build_classifier)
@@ -225,4 +305,4 @@ register_builder("mnist-classifier", _build_classifier)
 
 def load_classifier(device: str | torch.device = "cpu") -> MNISTClassifier:
     """The shipped MNIST classifier (``MNISTClassifier``, fp32, eval mode), checksum verified."""
-    return pretrained("mnist-classifier", device)  # type: ignore[return-value]
+    return pretrained("mnist-classifier", device).model  # type: ignore[return-value]
