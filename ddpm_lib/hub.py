@@ -22,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
+
+from ddpm_lib.io import SafetensorsContent, parse_safetensors
 
 if TYPE_CHECKING:
     from ddpm_lib.diffusion import Diffusion
@@ -71,13 +72,6 @@ class ManifestEntry(NamedTuple):
     format: str
     dtype: str
     info: dict[str, Any]
-
-
-class SafetensorsContent(NamedTuple):
-    """Parsed safetensors file: name -> tensor, and the string metadata of its header."""
-
-    tensors: dict[str, torch.Tensor]
-    metadata: dict[str, str]
 
 
 def weights_dir() -> Path:
@@ -164,19 +158,10 @@ def verified_file(name: str) -> Path:
 
 def read_safetensors(source: bytes | Path) -> SafetensorsContent:
     """Parse a safetensors file (path or bytes); a truncated, garbage or foreign (e.g. pickled
-    ``.pt``) file raises ValueError instead of the library's own exception type."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    where = str(source) if isinstance(source, Path) else "<bytes>"
-    data = source.read_bytes() if isinstance(source, Path) else source
-    try:
-        tensors = load(data)
-    except (SafetensorError, ValueError, OSError) as e:
-        raise ValueError(f"{where} is not a valid safetensors file ({len(data)} bytes): {e}") from e
-    (header_len,) = struct.unpack("<Q", data[:8])
-    metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
-    return SafetensorsContent(tensors, metadata)
+    ``.pt``) file raises ValueError. The manifest's sha256, not an in-file digest, vouches for it."""
+    if isinstance(source, Path):
+        return parse_safetensors(source.read_bytes(), str(source))
+    return parse_safetensors(source)
 
 
 # --- registry of builders ------------------------------------------------------------------------

@@ -45,6 +45,7 @@ __all__ = [
     "write_json",
     "save_safetensors",
     "load_safetensors",
+    "parse_safetensors",
     "content_digest",
     "config_to_json",
     "config_from_json",
@@ -116,25 +117,20 @@ def save_safetensors(
     atomic_write_bytes(path, save(cpu, metadata=meta))
 
 
-def load_safetensors(path: str | os.PathLike[str], fmt: str | None = None) -> SafetensorsContent:
-    """Read and verify a file written by :func:`save_safetensors`.
-
-    Raises ``ValueError`` naming ``path`` if the file is missing, not a safetensors file (truncated,
-    garbage, a pickle), carries no or another format tag than ``fmt``, or fails its digest."""
+def parse_safetensors(data: bytes, where: str = "<bytes>") -> SafetensorsContent:
+    """Parse the bytes of a safetensors file (no format or digest check: see
+    :func:`load_safetensors`). Raises ``ValueError`` naming ``where`` for a truncated, garbage or
+    foreign (e.g. pickled) file instead of the safetensors library's own exception type."""
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path} does not exist or is not a file")
-    data = path.read_bytes()
     hint = "; ddpm_lib reads only safetensors files (never pickle / torch.save files)"
     if len(data) < 8:
-        raise ValueError(f"{path} is not a valid safetensors file: only {len(data)} bytes{hint}")
+        raise ValueError(f"{where} is not a valid safetensors file: only {len(data)} bytes{hint}")
     (n,) = struct.unpack("<Q", data[:8])
     if n > min(_MAX_HEADER, len(data) - 8):
         raise ValueError(
-            f"{path} is not a valid safetensors file: its header claims {n} bytes but the file "
+            f"{where} is not a valid safetensors file: its header claims {n} bytes but the file "
             f"has {len(data)} (truncated or not safetensors){hint}"
         )
     try:
@@ -144,7 +140,19 @@ def load_safetensors(path: str | os.PathLike[str], fmt: str | None = None) -> Sa
             raise ValueError("__metadata__ is not a mapping")
         tensors = st_load(data)
     except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError, OSError) as e:
-        raise ValueError(f"{path} is not a valid safetensors file ({len(data)} bytes): {e}") from e
+        raise ValueError(f"{where} is not a valid safetensors file ({len(data)} bytes): {e}") from e
+    return SafetensorsContent(tensors, dict(metadata))
+
+
+def load_safetensors(path: str | os.PathLike[str], fmt: str | None = None) -> SafetensorsContent:
+    """Read and verify a file written by :func:`save_safetensors`.
+
+    Raises ``ValueError`` naming ``path`` if the file is missing, not a safetensors file (truncated,
+    garbage, a pickle), carries no or another format tag than ``fmt``, or fails its digest."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist or is not a file")
+    tensors, metadata = parse_safetensors(path.read_bytes(), str(path))
     got_fmt = metadata.get(FORMAT_KEY)
     if fmt is not None and got_fmt != fmt:
         raise ValueError(
