@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch>=2.2
 BOOK_PROFILE ?= default
 STAMP      := $(VENV)/.installed-stamp
 
-.PHONY: install book test lint unit nbval browser chromium clean
+.PHONY: install book test lint unit nbval browser chromium clean gpu-bundle gpu-smoke
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,25 @@ browser: book chromium
 	$(BIN)/python tools/check_book.py _build/html
 
 test: lint chromium unit nbval browser
+
+# What the GPU run (benchmarks/gpu_run.sh) needs beyond the tracked tree on a CUDA machine that has
+# torch but no network: the MNIST arrays (the four IDX .gz files, sha256-checked when loaded) and
+# the wheels of the peer model's package (diffusers) and of what it needs beyond such a machine's
+# packages. Python 3.12 wheels, installed there with pip --no-index --no-deps.
+GPU_BUNDLE   ?= .gpu-bundle
+BUNDLE_WHEELS = diffusers==0.42.1 importlib_metadata==10.2.0 zipp==4.1.2
+gpu-bundle: $(STAMP)
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/mnist
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux2014_x86_64 -d $(GPU_BUNDLE)/wheels $(BUNDLE_WHEELS)
+	DDPM_MNIST_DIR=$(CURDIR)/$(GPU_BUNDLE)/mnist $(BIN)/python -c \
+	  "from ddpm_lib.data import load_mnist; load_mnist('train'); load_mnist('test')"
+	git rev-parse HEAD > $(GPU_BUNDLE)/commit 2>/dev/null || echo unknown > $(GPU_BUNDLE)/commit
+	@du -sh $(GPU_BUNDLE); ls -l $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/mnist
+
+# The GPU run's stages with tiny budgets on this CPU (also a test in `make test`).
+gpu-smoke: gpu-bundle
+	PYTHON=$(CURDIR)/$(BIN)/python OUT=runs/gpu-smoke bash benchmarks/gpu_run.sh --smoke
 
 clean:
 	rm -rf _build

@@ -58,20 +58,29 @@ def _read_raw_manifest(directory: Path) -> dict[str, Any]:
 
 @torch.no_grad()
 def _cast_error(model: torch.nn.Module, cast: torch.nn.Module, diffusion, seed: int = 0) -> float:
-    """Relative RMS change of eps_theta(x_t, t) from the cast, on 256 test digits at 8 values of t."""
+    """Relative RMS change of eps_theta(x_t, t) from the cast, on 256 test digits at 8 values of t.
+    Both models run in full fp32 on their (common) device: TF32 is switched off on a GPU, else its
+    rounding would be counted as the cast's."""
     from ddpm_lib.data import images_to_model, load_mnist
 
+    dev = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     x0 = images_to_model(load_mnist("test").images[:256])
     num_classes = model.config.num_classes
-    y = torch.arange(256) % num_classes if num_classes else None
+    y = (torch.arange(256) % num_classes).to(dev) if num_classes else None
     worst = 0.0
-    for t_val in torch.linspace(1, diffusion.T, 8).round().long().tolist():
-        t = torch.full((256,), t_val, dtype=torch.long)
-        x_t = diffusion.q_sample(x0, t, torch.randn(x0.shape, generator=g)).float()
-        a = model(x_t, t, y) if y is not None else model(x_t, t)
-        b = cast(x_t, t, y) if y is not None else cast(x_t, t)
-        worst = max(worst, float((a - b).pow(2).mean().sqrt() / a.pow(2).mean().sqrt()))
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for t_val in torch.linspace(1, diffusion.T, 8).round().long().tolist():
+            t = torch.full((256,), t_val, dtype=torch.long)
+            x_t = diffusion.q_sample(x0, t, torch.randn(x0.shape, generator=g))
+            x_t, t = x_t.float().to(dev), t.to(dev)
+            a = model(x_t, t, y) if y is not None else model(x_t, t)
+            b = cast(x_t, t, y) if y is not None else cast(x_t, t)
+            worst = max(worst, float((a - b).pow(2).mean().sqrt() / a.pow(2).mean().sqrt()))
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     return worst
 
 
@@ -83,11 +92,13 @@ def export_run(
     description: str = "",
     directory: str | os.PathLike[str] | None = None,
     training_machine: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> hub.ManifestEntry:
     """Write the EMA weights of the finished run ``run`` as ``<directory>/<name>.safetensors`` in
     ``dtype`` and its manifest entry (replacing an entry of the same name; metrics are reset).
     ``training_machine`` describes where the run trained (the run itself records only the device
-    type); it defaults to this machine, for a run exported where it trained."""
+    type); it defaults to this machine, for a run exported where it trained. ``device`` is where
+    the cost of the cast is measured."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if not train_command.strip():
@@ -104,6 +115,7 @@ def export_run(
     cast = io.build_model(config)
     io.load_state_dict_checked(cast, tensors, f"{name} ({dtype})")
     cast.eval()
+    dev = torch.device(device)
     file = f"{name}.safetensors"
     meta = {io.CONFIG_KEY: io.config_to_json(config), "source": "EMA weights of ddpm_lib.train"}
     io.save_safetensors(out_dir / file, tensors, meta, io.MODEL_FORMAT)
@@ -133,7 +145,7 @@ def export_run(
         "torch": facts.get("torch"),
         "final_loss": facts.get("final_loss"),
         "trained_on": "official 60k MNIST training set via ddpm_lib.data.load_mnist('train')",
-        "cast_rel_rms_eps_error": _cast_error(model, cast, diffusion),
+        "cast_rel_rms_eps_error": _cast_error(model.to(dev), cast.to(dev), diffusion.to("cpu")),
         "metrics": [],
     }
     _write_manifest(out_dir, raw)
@@ -158,22 +170,28 @@ def evaluate(
     device: str | torch.device = "cpu",
     record: bool = True,
     command: str | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> EvalResult:
     """Sample ``n`` images from the shipped model ``name`` and score them with ``ddpm_lib.metrics``.
 
     ``sampler`` is ``"ddim"`` (``steps`` steps, eta 0) or ``"ancestral"`` (all T steps, Algorithm 2).
     A class-conditional model is sampled with labels ``0, 1, ..., 9, 0, ...`` at ``guidance_scale``.
+    ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) and ``compile`` choose how the network runs
+    (:class:`ddpm_lib.models.InferenceModel`; the sampler's state stays float32); both are recorded.
     """
     from ddpm_lib import sample
     from ddpm_lib.metrics import class_accuracy, mnist_fid
     from ddpm_lib.metrics.classifier import check_images
+    from ddpm_lib.models import InferenceModel
 
     if sampler not in ("ddim", "ancestral"):
         raise ValueError(f"sampler must be 'ddim' or 'ancestral', got {sampler!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
     dev = torch.device(device)
-    model, diffusion = hub.pretrained(name, dev)
+    net, diffusion = hub.pretrained(name, dev)
+    model = InferenceModel(net, precision, compile) if precision != "fp32" or compile else net
     conditional = model.config.num_classes is not None
     g = torch.Generator(device=dev).manual_seed(seed)
     chunks, start = [], time.perf_counter()
@@ -204,6 +222,8 @@ def evaluate(
         "fid_floor_same_n": round(fid.floor, 3),
         "predicted_class_counts": torch.bincount(predicted, minlength=10).tolist(),
         "sampling_seconds": round(seconds, 1),
+        "precision": precision,
+        "compiled": compile,
         "machine": machine_name(dev),
         "command": command,
     }
@@ -245,6 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--batch-size", type=int, default=500)
     ev.add_argument("--device", default="cpu")
+    ev.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="network precision"
+    )
+    ev.add_argument("--compile", action="store_true", help="torch.compile the network")
     args = parser.parse_args(argv)
     if args.cmd == "export":
         e = export_run(
@@ -268,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = (
             f"python -m ddpm_lib.release evaluate --name {args.name} --n {args.n} "
             f"--sampler {args.sampler} --steps {args.steps} --scales {s:g} --seed {args.seed}"
+            + (f" --precision {args.precision}" if args.precision != "fp32" else "")
+            + (" --compile" if args.compile else "")
         )
         r = evaluate(
             args.name,
@@ -279,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.batch_size,
             args.device,
             command=command,
+            precision=args.precision,
+            compile=args.compile,
         ).record
         print(json.dumps(r))
     return 0
