@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check ddpm_lib tests benchmarks book tools
 	$(BIN)/ruff format --check ddpm_lib tests benchmarks tools
 
-unit: $(STAMP)
+unit: $(STAMP) gpu-bundle
 	$(BIN)/python -m pytest tests -q --timeout=600
 
 nbval: $(STAMP)
@@ -68,7 +68,8 @@ test: lint chromium unit nbval browser
 # packages. Python 3.12 wheels, installed there with pip --no-index --no-deps.
 GPU_BUNDLE   ?= .gpu-bundle
 BUNDLE_WHEELS = diffusers==0.42.1 importlib_metadata==10.2.0 zipp==4.1.2
-gpu-bundle: $(STAMP)
+gpu-bundle: $(GPU_BUNDLE)/.complete
+$(GPU_BUNDLE)/.complete: $(STAMP) Makefile
 	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/mnist
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 	  --implementation cp --platform manylinux2014_x86_64 -d $(GPU_BUNDLE)/wheels $(BUNDLE_WHEELS)
@@ -76,6 +77,7 @@ gpu-bundle: $(STAMP)
 	  "from ddpm_lib.data import load_mnist; load_mnist('train'); load_mnist('test')"
 	git rev-parse HEAD > $(GPU_BUNDLE)/commit 2>/dev/null || echo unknown > $(GPU_BUNDLE)/commit
 	@du -sh $(GPU_BUNDLE); ls -l $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/mnist
+	touch $@
 
 # The GPU run's stages with tiny budgets on this CPU (also a test in `make test`).
 gpu-smoke: gpu-bundle

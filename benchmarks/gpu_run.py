@@ -133,12 +133,13 @@ def train_one(name, preset, overrides, seconds, plan, decision, device, work, mo
     if mode == "gpu":
         fields.update(GPU_TRAINING)
     fields.update(batch_size=decision["train_batch"], compile=decision["compile_train"])
-    config = get_config(preset, **fields)
     run_dir = work / "runs" / name
-    shutil.rmtree(run_dir, ignore_errors=True)
-    log(f"train {name}: preset {preset}, {seconds:.0f} s, batch {config.batch_size}, "
-        f"compile {config.compile}")  # fmt: skip
-    try:
+
+    def attempt(compile: bool):
+        config = get_config(preset, **{**fields, "compile": compile})
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log(f"train {name}: preset {preset}, {seconds:.0f} s, batch {config.batch_size}, "
+            f"compile {compile}")  # fmt: skip
         result = train(
             config,
             run_dir,
@@ -148,23 +149,17 @@ def train_one(name, preset, overrides, seconds, plan, decision, device, work, mo
             device=device,
             progress=False,
         )
+        return config, result
+
+    try:
+        config, result = attempt(fields["compile"])
     except Exception as e:
-        if not config.compile:
+        if not fields["compile"]:
             raise
         # The compiled run failed: the same budget, eager, in a fresh run directory.
         log(f"train {name}: compiled training failed ({type(e).__name__}: {e}); retrying eager")
         traceback.print_exc()
-        config = get_config(preset, **{**fields, "compile": False})
-        shutil.rmtree(run_dir, ignore_errors=True)
-        result = train(
-            config,
-            run_dir,
-            steps=1_000_000,
-            max_seconds=seconds,
-            checkpoint_every=plan["checkpoint_every"],
-            device=device,
-            progress=False,
-        )
+        config, result = attempt(False)
     metrics = json.loads((run_dir / io.METRICS_FILE).read_text())
     return config, result, metrics, cli_command(preset, config, seconds, device)
 

@@ -129,3 +129,19 @@ def test_cli_export_and_evaluate(weights, run_dir, capsys):
         ("ancestral", 1000, 3.0),
     ]
     assert recs[0]["command"].startswith("python -m ddpm_lib.release evaluate --name cli")
+
+
+def test_evaluate_in_bf16_is_recorded_and_close_to_fp32(weights):
+    kw = dict(steps=3, guidance_scale=1.0, batch_size=8, record=False)
+    full = release.evaluate(NAME, 8, **kw)
+    half = release.evaluate(NAME, 8, precision="bf16", **kw)
+    assert (full.record["precision"], half.record["precision"]) == ("fp32", "bf16")
+    assert half.record["compiled"] is False and half.samples.dtype == torch.float32
+    assert not torch.equal(full.samples, half.samples)  # bf16 really ran
+    assert (full.samples - half.samples).abs().mean() < 0.05
+    with pytest.raises(ValueError, match="precision must be one of"):
+        release.evaluate(NAME, 4, precision="int8", **kw)
+    assert release.main(["evaluate", "--name", NAME, "--n", "4", "--steps", "2",
+                         "--precision", "bf16", "--batch-size", "4"]) == 0  # fmt: skip
+    rec = hub.load_manifest()[NAME].info["metrics"][-1]
+    assert rec["precision"] == "bf16" and rec["command"].endswith("--precision bf16")

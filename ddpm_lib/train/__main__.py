@@ -3,6 +3,9 @@
 Same behaviour as :func:`ddpm_lib.train.train`. Every bad flag value exits with status 2 and a
 message naming the flag; a non-finite loss exits with status 1 (the last good checkpoint is kept).
 
+Under ``torchrun --nproc_per_node=N -m ddpm_lib.train ...`` the same flags train with N data-parallel
+processes (:mod:`ddpm_lib.train.distributed`); only rank 0 writes files and prints.
+
 Examples::
 
     python -m ddpm_lib.train --preset tiny --out runs/tiny --steps 500 --seed 0
@@ -204,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e)
         flag = next((f for p, f in _PARAM_FLAGS.items() if message.startswith(p)), None)
         parser.error(f"argument {flag}: {message}" if flag else message)
+    from ddpm_lib.train.distributed import world_from_env
+
+    if not world_from_env().main:
+        return 0
     if result.stopped_by == "already_finished":
         print(f"nothing to do: the run in {out} already finished at step {result.steps}")
     else:

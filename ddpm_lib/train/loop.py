@@ -15,7 +15,9 @@ import torch
 
 from ddpm_lib import io
 from ddpm_lib.config import Config
+from ddpm_lib.train import distributed
 from ddpm_lib.train.checkpoint import TrainState, save_checkpoint
+from ddpm_lib.train.distributed import SINGLE, World
 from ddpm_lib.train.ema import EMA
 
 if TYPE_CHECKING:
@@ -109,6 +111,7 @@ def algorithm1_loss(
     sqrt_one_minus_alpha_bars: torch.Tensor,
     generator: torch.Generator,
     autocast=contextlib.nullcontext,
+    shard: slice | None = None,
 ) -> torch.Tensor:
     r"""One draw of :math:`L_\text{simple}` (Ho et al. 2020, Algorithm 1 / Eq. 14), fp32 scalar:
     :math:`t \sim \mathcal U\{1..T\}`, :math:`\epsilon \sim \mathcal N(0, I)` from ``generator`` (in
@@ -116,10 +119,17 @@ def algorithm1_loss(
     :math:`\mathrm{mean}\,(\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}
     \epsilon, t[, y]))^2`. Unlike ``loss_simple`` it does no checks that read values back from the
     device (no GPU sync per step). ``x0`` ``[B, 1, 28, 28]``; coefficient tables float32 ``[T + 1]``
-    on ``x0``'s device; ``labels`` ``[B]`` or None; the model runs under ``autocast()``."""
+    on ``x0``'s device; ``labels`` ``[B]`` or None; the model runs under ``autocast()``.
+
+    With ``shard`` (data-parallel training), ``x0`` and ``labels`` are the global batch: t and
+    eps are drawn for all of it, as one process would, and the loss is the mean over the shard."""
     B, T = x0.shape[0], sqrt_alpha_bars.shape[0] - 1
     t = torch.randint(1, T + 1, (B,), generator=generator, device=generator.device)
     eps = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype)
+    if shard is not None:
+        x0, t, eps = x0[shard], t[shard], eps[shard]
+        labels = None if labels is None else labels[shard]
+        B = x0.shape[0]
     t, eps = t.to(x0.device), eps.to(x0.device)
     x_t = (
         sqrt_alpha_bars[t].view(B, 1, 1, 1) * x0
@@ -167,8 +177,9 @@ class Run:
         steps_per_epoch,
         ckpt_path: Path,
         say: Say,
+        world: World = SINGLE,
     ) -> None:
-        self.config, self.device, self.precision = config, device, precision
+        self.config, self.device, self.precision, self.world = config, device, precision, world
         self.spe, self.ckpt_path, self.say = steps_per_epoch, ckpt_path, say
         cuda = device.type == "cuda"
         model = io.build_model(config, derive_seed(config.seed, "init")).to(device)
@@ -196,7 +207,15 @@ class Run:
         alpha_bars = config.diffusion().alpha_bars
         self.sqrt_ab = alpha_bars.sqrt().float().to(device)
         self.sqrt_1m_ab = (1.0 - alpha_bars).sqrt().float().to(device)
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        forward: torch.nn.Module = self.model
+        if world.size > 1:  # averages the gradients of the ranks' shards during backward
+            from torch.nn.parallel import DistributedDataParallel
+
+            forward = DistributedDataParallel(
+                self.model, device_ids=[device.index] if cuda else None
+            )
+        self.forward = torch.compile(forward) if config.compile else forward
+        self.shard = distributed.shard(world, config.batch_size) if world.size > 1 else None
         self.perm: torch.Tensor | None = None
         self.step = 0
         self.losses: list[float] = []  # L_simple of every step so far (float32 values)
@@ -253,8 +272,9 @@ class Run:
                 labels = labels.masked_fill(drop < config.label_dropout, config.num_classes)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(config, s)
-        if config.dropout > 0:  # dropout draws from the global RNG: pin it to (seed, step)
-            torch.manual_seed(derive_seed(config.seed, "dropout", s))
+        if config.dropout > 0:  # dropout draws from the global RNG: pin it to (seed, step[, rank])
+            rank = (self.world.rank,) if self.world.size > 1 else ()
+            torch.manual_seed(derive_seed(config.seed, "dropout", s, *rank))
         loss = algorithm1_loss(
             self.forward,
             x0,
@@ -263,6 +283,7 @@ class Run:
             self.sqrt_1m_ab,
             self.gens["noise"],
             self.autocast,
+            self.shard,
         )
         self.pending.append(loss.detach())
         if self.device.type == "cpu":
@@ -287,7 +308,7 @@ class Run:
         """Move pending losses to the CPU history; a NaN/inf raises :class:`NonFiniteLossError`."""
         if not self.pending:
             return
-        values = torch.stack(self.pending).float().cpu()
+        values = distributed.mean(self.world, torch.stack(self.pending).float()).cpu()
         self.pending = []
         bad = (~torch.isfinite(values)).nonzero()
         if len(bad):
@@ -322,8 +343,18 @@ class Run:
         )
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.ckpt_path, self.state())
+        if self.world.main:
+            save_checkpoint(self.ckpt_path, self.state())
+        else:
+            self.flush()  # the losses are averaged over the ranks: every rank takes part
         self.last_ckpt_step = self.step
+
+    def _time_is_up(self, up: bool, steps_done: int, every: int) -> bool:
+        """One process decides alone; several follow rank 0's clock, asked every ``every`` steps
+        (a collective per step would stall a GPU), so that all of them stop at the same step."""
+        if self.world.size == 1:
+            return up
+        return steps_done % every == 0 and distributed.agree(self.world, up, self.device)
 
     def run(
         self,
@@ -350,11 +381,12 @@ class Run:
             "stopped_by": None,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "world_size": self.world.size,
         }
         bar = tqdm(
             total=step_limit,
             initial=self.step,
-            disable=not progress,
+            disable=not (progress and self.world.main),
             unit="step",
             desc="train",
             dynamic_ncols=True,
@@ -380,7 +412,9 @@ class Run:
             torch.backends.cudnn.benchmark = cuda or benchmark
             with torch.random.fork_rng(devices=fork):
                 while self.step < step_limit:
-                    if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+                    if max_seconds is not None and self._time_is_up(
+                        time.perf_counter() - t0 >= max_seconds, self.step - start_step, flush_every
+                    ):
                         stopped_by = "max_seconds"
                         break
                     self.train_step()

@@ -32,7 +32,7 @@ from ddpm_lib import io
 from ddpm_lib.config import Config, config_mismatch
 from ddpm_lib.diffusion import Diffusion
 from ddpm_lib.models.unet import UNet
-from ddpm_lib.train import loop
+from ddpm_lib.train import distributed, loop
 from ddpm_lib.train.checkpoint import TrainState, load_checkpoint
 
 __all__ = [
@@ -180,6 +180,10 @@ def train(
             ``[N, 1, 28, 28]`` in [-1, 1]); labels are needed for a conditional config.
         limit_data: use only the first ``limit_data`` images (for tests and quick runs).
 
+    Under ``torchrun --nproc_per_node=N`` (see :mod:`ddpm_lib.train.distributed`) every process
+    calls this function: ``config.batch_size`` is the global batch, split over the N processes;
+    rank 0 writes the files; all of them return the same result.
+
     Raises:
         ValueError: a bad argument (naming it and its allowed range), an existing run without
             ``resume``, no checkpoint with ``resume``, a config or data set that differs from the
@@ -200,6 +204,7 @@ def train(
         raise ValueError("config=None is only allowed with resume=True (the checkpoint's config)")
     if seed is not None and config is not None:
         config = Config.from_dict({**config.to_dict(), "seed": seed})  # validates the seed
+    world = distributed.world_from_env()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir {str(out)!r} exists and is not a directory")
@@ -209,7 +214,6 @@ def train(
         if not ckpt_path.is_file():
             raise ValueError(f"resume=True but there is no checkpoint {ckpt_path} to resume from")
         saved = load_checkpoint(ckpt_path)
-        _remove_stale_temp_files(out)
         if config is None:
             config = saved.config
             if seed is not None and seed != config.seed:
@@ -234,7 +238,41 @@ def train(
     assert config is not None
     dev = loop.resolve_device(device)
     precision = loop.resolve_precision(config.precision, dev)
-    dataset = prepare_data(data, config, limit_data)
+    distributed.shard(world, config.batch_size)  # the global batch must split evenly
+    dev = distributed.start(world, dev)
+    try:
+        return _train(
+            config,
+            out,
+            saved,
+            dict(steps=steps, epochs=epochs, max_seconds=max_seconds),
+            checkpoint_every,
+            dev,
+            precision,
+            progress,
+            prepare_data(data, config, limit_data),
+            world,
+        )
+    finally:
+        distributed.stop(world)
+
+
+def _train(
+    config: Config,
+    out: Path,
+    saved: TrainState | None,
+    limits_given: dict[str, float | None],
+    checkpoint_every: int,
+    dev: torch.device,
+    precision: str,
+    progress: bool,
+    dataset: Dataset,
+    world: distributed.World,
+) -> TrainResult:
+    """:func:`train` once its arguments are checked; runs on every rank of a torchrun world."""
+    steps, epochs = limits_given["steps"], limits_given["epochs"]
+    max_seconds = limits_given["max_seconds"]
+    ckpt_path = out / io.CHECKPOINT_FILE
     if saved is not None:
         want = saved.info.get("data", {})
         if want.get("sha256") != dataset.fingerprint:
@@ -251,22 +289,29 @@ def train(
     if epochs is not None:
         limits.append((max(1, math.ceil(epochs * steps_per_epoch)), "epochs"))
     step_limit, limit_reason = min(limits)
-    out.mkdir(parents=True, exist_ok=True)
-    say = loop.Say(progress)
+    # Every rank has read what it needs (the run directory's state, the checkpoint) before rank 0
+    # changes anything in it.
+    distributed.barrier(world)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if saved is not None:
+            _remove_stale_temp_files(out)
+    say = loop.Say(progress and world.main)
 
     if saved is not None and saved.step >= step_limit:
         say(
             f"the run in {out} already reached step {saved.step} (target {step_limit}); "
             f"nothing to train, outputs rewritten from the checkpoint"
         )
-        write_outputs(out, saved)
+        if world.main:
+            write_outputs(out, saved)
         ema = io.build_model(config)
         io.load_state_dict_checked(ema, saved.ema, ckpt_path)
         return _result(
             saved, ema.to(dev).eval(), "already_finished", dev, precision, out, saved.step
         )
 
-    run = loop.Run(config, dev, precision, dataset, steps_per_epoch, ckpt_path, say)
+    run = loop.Run(config, dev, precision, dataset, steps_per_epoch, ckpt_path, say, world)
     resumed_from = None
     if saved is not None:
         run.restore(saved)
@@ -274,7 +319,8 @@ def train(
         say(f"resuming {out} at step {saved.step} of {step_limit}")
     stopped_by = run.run(step_limit, limit_reason, max_seconds, checkpoint_every, progress)
     state = run.state()
-    write_outputs(out, state)
+    if world.main:
+        write_outputs(out, state)
     return _result(state, run.ema.model.eval(), stopped_by, dev, precision, out, resumed_from)
 
 
