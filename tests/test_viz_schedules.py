@@ -15,6 +15,8 @@ from ddpm_lib import Diffusion, schedule  # noqa: E402
 from ddpm_lib.losses import normal_kl  # noqa: E402
 from ddpm_lib.viz import schedules as vs  # noqa: E402
 
+from .conftest import shown  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def pair():
@@ -232,7 +234,7 @@ def test_side_by_side_draw_panels(fig, pair, digit):
 def test_live_explorer_redraws_with_new_controls(pair, digit, monkeypatch):
     spy, calls = _spied(*digit, pair)
     monkeypatch.setattr(vs, "side_by_side_draw", lambda *a: spy)
-    w = vs.explore_side_by_side(*digit, pair, ts=(0, 100, 1000), static=False)
+    w = shown(vs.explore_side_by_side(*digit, pair, ts=(0, 100, 1000), static=False))
     assert calls[-1][:2] == (0, "both")
     w.children[0].value = 1000
     assert calls[-1][:2] == (1000, "both") and "t = 1000" in calls[-1][2][-1]
