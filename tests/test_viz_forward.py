@@ -15,6 +15,8 @@ from scipy import integrate, stats  # noqa: E402
 from ddpm_lib import Diffusion, schedule, viz  # noqa: E402
 from ddpm_lib.viz import forward as fwd  # noqa: E402
 
+from .conftest import shown  # noqa: E402
+
 
 @pytest.fixture
 def short() -> Diffusion:
@@ -231,7 +233,7 @@ def test_live_noising_widget_redraws_on_every_control(chains, monkeypatch):
         return spy
 
     monkeypatch.setattr(fwd, "noising_draw", spy_factory)
-    w = fwd.explore_noising(chains, n_show=2, static=False)
+    w = shown(fwd.explore_noising(chains, n_show=2, static=False))
     assert calls[-1][:2] == (0, "linear")
     w.children[0].value = 40
     assert calls[-1][:2] == (40, "linear") and "t = 40" in calls[-1][2]
