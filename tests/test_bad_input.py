@@ -62,6 +62,11 @@ def test_check_t_is_the_one_step_index_check():
     for sync in (True, False):  # CPU values are always range-checked
         with pytest.raises(ValueError, match=r"labels must be an integer in \[0, 9\], got 10"):
             check_t(torch.tensor([1, 10]), 0, 9, "labels", sync=sync)
+    # sync=False never reads values off the CPU (a GPU sync per U-Net call); "meta" has none at all
+    off_cpu = torch.full((2,), 99, device="meta")
+    assert check_t(off_cpu, 0, 10, sync=False).device.type == "meta"
+    with pytest.raises(RuntimeError, match="meta"):  # the default does read them
+        check_t(off_cpu, 0, 10)
     with pytest.raises(ValueError, match=r"must have shape \[\] or \[B\]"):
         check_t(torch.ones(2, 2, dtype=torch.long), 0, 5)
     with pytest.raises(TypeError, match="bool"):
