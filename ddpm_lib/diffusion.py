@@ -114,9 +114,10 @@ class Diffusion:
 
     def _check(self, t: int | torch.Tensor, lo: int = 1, **tensors: torch.Tensor):
         """The checks of a public entry: every tensor floating point with a batch dimension and the
-        first one's shape, ``t`` in ``[lo, T]`` with one entry for the batch or one per example.
-        Returns ``t`` as an int or a LongTensor; the formulas behind it check nothing again."""
-        (first_name, first), *rest = tensors.items()
+        first one's shape (a None, e.g. an omitted ``noise``, is skipped), ``t`` in ``[lo, T]`` with
+        one entry for the batch or one per example. Returns ``t`` as an int or a LongTensor; the
+        formulas behind it check nothing again."""
+        (first_name, first), *rest = ((k, v) for k, v in tensors.items() if v is not None)
         check_tensor(first_name, first)
         for name, x in rest:
             check_same_shape(first_name, first, name, check_tensor(name, x))
@@ -146,8 +147,8 @@ class Diffusion:
         :math:`\epsilon` shaped like ``x_prev`` (drawn from ``generator`` if omitted).
         Returns: :math:`x_t`, shaped like ``x_prev``.
         """
-        t = self._check(t, x_prev=x_prev)
-        noise = self._noise(x_prev, noise, generator, "x_prev")
+        t = self._check(t, x_prev=x_prev, noise=noise)
+        noise = self._draw(x_prev, noise, generator)
         return (
             self._coef(self.alphas, t, x_prev).sqrt() * x_prev
             + self._coef(self.betas, t, x_prev).sqrt() * noise
@@ -176,19 +177,17 @@ class Diffusion:
         :math:`\epsilon` shaped like ``x0`` (drawn from ``generator`` if omitted).
         Returns: :math:`x_t`, shaped like ``x0``.
         """
-        t = self._check(t, lo=0, x0=x0)
-        return self._q_sample(x0, t, self._noise(x0, noise, generator, "x0"))
+        t = self._check(t, lo=0, x0=x0, noise=noise)
+        return self._q_sample(x0, t, self._draw(x0, noise, generator))
 
     def _q_sample(self, x0, t, noise):
         mean, variance = self._q_mean_variance(x0, t)
         return mean + variance.sqrt() * noise
 
-    def _noise(self, x, noise, generator, name):
-        """The ``noise`` argument of a public entry, checked against ``x``, or a fresh draw."""
-        if noise is None:
-            return randn_like(x, generator)
-        check_same_shape(name, x, "noise", check_tensor("noise", noise))
-        return noise.to(device=x.device, dtype=x.dtype)
+    @staticmethod
+    def _draw(x, noise, generator):
+        """An (already checked) ``noise`` in ``x``'s dtype and device, or a fresh draw like ``x``."""
+        return randn_like(x, generator) if noise is None else noise.to(x)
 
     # ------------------------------------------------------------------------- the posterior
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> Gaussian:
@@ -354,10 +353,9 @@ class Diffusion:
         Args: ``x_t`` ``[B, ...]``; ``t`` in ``[1, T]``; ``noise`` :math:`z` shaped like ``x_t``
         (ignored where ``t = 1``). Returns :math:`x_{t-1}` ``[B, ...]``."""
         check_choice("variance", variance, VARIANCES)
-        t = self._check(t, x_t=x_t)
+        t = self._check(t, x_t=x_t, noise=noise)
         eps = self._call_model(model, x_t, t)
-        z = None if noise is None else self._noise(x_t, noise, generator, "x_t")
-        return self._p_sample_from_eps(x_t, t, eps, variance, z, generator, clip_x0)
+        return self._p_sample_from_eps(x_t, t, eps, variance, noise, generator, clip_x0)
 
     def p_sample_from_eps(
         self,
@@ -373,16 +371,14 @@ class Diffusion:
         :math:`x_{t-1} = \mu_\theta + \sigma_t z`, with :math:`z = 0` at ``t = 1``. Shapes as
         :meth:`p_sample`. Noise is drawn (from ``generator``) only where it is used."""
         check_choice("variance", variance, VARIANCES)
-        t = self._check(t, x_t=x_t, eps=eps)
-        z = None if noise is None else self._noise(x_t, noise, generator, "x_t")
-        return self._p_sample_from_eps(x_t, t, eps, variance, z, generator, clip_x0)
+        t = self._check(t, x_t=x_t, eps=eps, noise=noise)
+        return self._p_sample_from_eps(x_t, t, eps, variance, noise, generator, clip_x0)
 
     def _p_sample_from_eps(self, x_t, t, eps, variance, z, generator, clip_x0):
-        """``z``: checked noise shaped like ``x_t``, or None to draw it where it is used."""
         mean, var = self._p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
         if isinstance(t, int) and t == 1:
             return mean
-        z = randn_like(mean, generator) if z is None else z.to(mean)
+        z = self._draw(mean, z, generator)
         if isinstance(t, int):
             return mean + var.sqrt() * z
         nonzero = (t.to(mean.device) > 1).to(mean.dtype).reshape(-1, *([1] * (mean.dim() - 1)))

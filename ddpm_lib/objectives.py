@@ -75,9 +75,8 @@ def loss_simple(
             1, diffusion.T + 1, (x0.shape[0],), generator=generator, device=gen_device
         )
         t = t.to(x0.device)
-    else:
-        t = diffusion._check(t, x0=x0)
-    noise = diffusion._noise(x0, noise, generator, "x0")
+    t = diffusion._check(t, x0=x0, noise=noise)
+    noise = diffusion._draw(x0, noise, generator)
     eps = diffusion._call_model(model, diffusion._q_sample(x0, t, noise), t)
     per_example = _mean_flat((noise - eps) ** 2)
     return per_example.mean() if reduction == "mean" else per_example
@@ -118,11 +117,7 @@ def vlb_terms(
     terms = torch.zeros(B, T, dtype=x0.dtype, device=x0.device)
     with torch.no_grad():
         for t in range(1, T + 1):
-            z = (
-                diffusion._noise(x0, None, generator, "x0")
-                if noise is None
-                else noise[t - 1].to(x0)
-            )
+            z = diffusion._draw(x0, None if noise is None else noise[t - 1], generator)
             x_t = diffusion._q_sample(x0, t, z)
             eps = diffusion._call_model(model, x_t, t)
             mean, var = diffusion._p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
