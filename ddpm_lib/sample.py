@@ -61,12 +61,13 @@ def _start(model, n, shape, x_T, generator, device) -> tuple[torch.Tensor, torch
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"n must be a positive int (number of samples), got {n!r}")
     if shape is not None:
-        shape = tuple(shape)
-        if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        sizes = shape if isinstance(shape, tuple | list | torch.Size) else [None]
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
             raise ValueError(
-                f"shape must be the shape of one sample with positive sizes, e.g. (2,) or "
-                f"(1, 28, 28), got {shape}"
+                f"shape must be the shape of one sample, a tuple of positive sizes such as (2,) or "
+                f"(1, 28, 28), got {shape!r}"
             )
+        shape = tuple(shape)
     if x_T is None:
         if n is None:
             raise ValueError("n must be a positive int (number of samples) unless x_T is given")

@@ -115,8 +115,9 @@ def test_sampler_input_errors():
         sample.ddim(_toy, D, 3, x_T=torch.zeros(2, 2))
     with pytest.raises(ValueError, match="unless x_T is given"):
         sample.ancestral(_toy, D)
-    with pytest.raises(ValueError, match="positive sizes"):
-        sample.ancestral(_toy, D, 2, shape=(2, 0))
+    for bad in ((2, 0), 2, (2.0,)):
+        with pytest.raises(ValueError, match="positive sizes"):
+            sample.ancestral(_toy, D, 2, shape=bad)
     with pytest.raises(ValueError, match=r"noise must have shape \[60, 2, 3\]"):
         sample.ancestral(_toy, D, 2, shape=(3,), noise=torch.zeros(60, 2, 1, 28, 28))
     with pytest.raises(ValueError, match=r"must return eps of shape \[2, 3\], got \[2, 1\]"):
