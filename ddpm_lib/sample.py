@@ -264,7 +264,8 @@ def ddim(
     recomputes :math:`\epsilon` from it (:meth:`ddpm_lib.Diffusion.eps_from_x0`). Without it an
     imperfect model drifts out of the data range: :math:`\hat x_0` divides the model's error by
     :math:`\sqrt{\bar\alpha_t}`, which is tiny at large ``t``, and the update carries
-    :math:`\hat x_0` forward with no fresh noise to wash the error out. Returns ``[n, *shape]``.
+    :math:`\hat x_0` forward (at ``eta = 0`` with no fresh noise to wash the error out).
+    Returns ``[n, *shape]``.
     """
     if not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
