@@ -7,6 +7,8 @@ shape error deep inside a broadcast.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 TimeLike = int | torch.Tensor
@@ -19,33 +21,44 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     return value  # type: ignore[return-value]
 
 
-def check_t(t: TimeLike, lo: int, hi: int, name: str = "t") -> int | torch.Tensor:
-    """Check a time index against ``lo <= t <= hi``.
+def _is_compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
 
-    ``t`` is a Python int (one time step for the whole batch) or an integer tensor of shape ``[]`` or
-    ``[B]`` (one time step per example). Returns an ``int`` or a ``LongTensor`` of shape ``[B]``.
+
+def check_t(t: TimeLike, lo: int, hi: int, name: str = "t", *, sync: bool = True) -> TimeLike:
+    """Check a step index (or any integer index, e.g. class labels) against ``lo <= t <= hi``.
+
+    ``t`` is a Python or NumPy int (one step for the whole batch) or an integer tensor of shape
+    ``[]`` or ``[B]`` (one step per example). Returns an ``int``, or a ``LongTensor`` of the same
+    shape on the same device. Raises TypeError for a bool, a float or any other type, ValueError for
+    a value out of range, a tensor of more than one dimension or an empty one.
+
+    ``sync=False`` is for code that runs once per network call (the U-Net): reading a tensor's
+    values back costs a device sync on a GPU and a graph break under ``torch.compile``, so the range
+    is then checked only for CPU tensors outside compilation (an out-of-range index on a GPU still
+    fails, later, inside the embedding lookup).
     """
     if isinstance(t, bool):
         raise TypeError(f"{name} must be an int or an integer tensor, got a bool ({t!r})")
-    if isinstance(t, int):
+    if isinstance(t, numbers.Integral):
         if not lo <= t <= hi:
             raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {t}")
-        return t
-    if isinstance(t, torch.Tensor):
-        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
-            raise TypeError(
-                f"{name} must be an integer tensor (e.g. torch.long), got dtype {t.dtype}"
-            )
-        if t.dim() > 1:
-            raise ValueError(f"{name} must have shape [] or [B], got shape {list(t.shape)}")
-        if t.numel() == 0:
-            raise ValueError(f"{name} must not be empty")
+        return int(t)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor (e.g. torch.long), got dtype {t.dtype}")
+    if t.dim() > 1:
+        raise ValueError(f"{name} must have shape [] or [B], got shape {list(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} must not be empty")
+    if sync or (t.device.type == "cpu" and not _is_compiling()):
         t_min, t_max = int(t.min()), int(t.max())
         if t_min < lo or t_max > hi:
             bad = t_min if t_min < lo else t_max
             raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {bad}")
-        return t.reshape(-1).long() if t.dim() == 1 else t.long()
-    raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
+    return t.long()
 
 
 def check_tensor(name: str, x: object) -> torch.Tensor:
@@ -67,6 +80,15 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
         )
 
 
+def check_eps(eps: object, x_t: torch.Tensor) -> torch.Tensor:
+    """A model's prediction must be a tensor of exactly ``x_t``'s shape: broadcasting a wrong one
+    (e.g. ``[B, 1]`` against ``[B, 2]``) would run silently and give wrong samples."""
+    if not isinstance(eps, torch.Tensor) or eps.shape != x_t.shape:
+        got = list(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
+        raise ValueError(f"model(x_t, t) must return eps of shape {list(x_t.shape)}, got {got}")
+    return eps
+
+
 def check_batch(t: int | torch.Tensor, x: torch.Tensor, name: str = "x") -> None:
     """A per-example ``t`` of shape [B] must match the batch dimension of ``x``."""
     if isinstance(t, torch.Tensor) and t.dim() == 1 and t.shape[0] not in (1, x.shape[0]):
@@ -78,13 +100,11 @@ def check_batch(t: int | torch.Tensor, x: torch.Tensor, name: str = "x") -> None
 
 def check_steps(ts, lo: int, hi: int, name: str = "ts") -> tuple[int, ...]:
     """A non-empty, strictly increasing sequence of integer steps in ``[lo, hi]``, as ints."""
-    import numpy as np
-
     ts = tuple(ts)
     if not ts:
         raise ValueError(f"{name} must name at least one step")
     for t in ts:
-        if isinstance(t, bool) or not isinstance(t, int | np.integer):
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
             raise TypeError(f"every t in {name} must be an int, got {t!r}")
         if not lo <= t <= hi:
             raise ValueError(f"every t in {name} must be in [{lo}, {hi}], got {t}")

@@ -5,6 +5,10 @@ length ``T + 1`` with index 0 for the clean data, so ``d.alpha_bars[t]`` *is* :m
 Images are ``[B, C, H, W]`` (any ``[B, ...]`` works); a time argument ``t`` is a Python ``int`` (the
 whole batch at one step, as in Algorithm 2) or a ``LongTensor`` of shape ``[B]`` (one step per
 example, as in Algorithm 1). Coefficients are gathered in float64 and cast to the data's dtype.
+
+Each public method checks its arguments once and then calls a private twin (same name with a
+leading underscore: ``_q_sample``, ``_mu_tilde_from_x0``, ...) that is the equation alone; the
+samplers and objectives call those twins inside their loops, after checking at their own entry.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ from typing import NamedTuple
 import torch
 
 from . import objectives
-from ._validate import check_batch, check_choice, check_same_shape, check_t, check_tensor
+from ._validate import (
+    check_batch,
+    check_choice,
+    check_eps,
+    check_same_shape,
+    check_t,
+    check_tensor,
+)
 from .schedule import check_betas
 
 __all__ = ["Diffusion", "Gaussian", "EpsModel", "VARIANCES"]
@@ -101,9 +112,17 @@ class Diffusion:
         c = values[t.to(values.device)].to(device=x.device, dtype=x.dtype)
         return c.reshape(-1, *([1] * (x.dim() - 1))) if c.dim() == 1 else c
 
-    def _t(self, t: int | torch.Tensor, x: torch.Tensor, lo: int = 1) -> int | torch.Tensor:
+    def _check(self, t: int | torch.Tensor, lo: int = 1, **tensors: torch.Tensor):
+        """The checks of a public entry: every tensor floating point with a batch dimension and the
+        first one's shape (a None, e.g. an omitted ``noise``, is skipped), ``t`` in ``[lo, T]`` with
+        one entry for the batch or one per example. Returns ``t`` as an int or a LongTensor; the
+        formulas behind it check nothing again."""
+        (first_name, first), *rest = ((k, v) for k, v in tensors.items() if v is not None)
+        check_tensor(first_name, first)
+        for name, x in rest:
+            check_same_shape(first_name, first, name, check_tensor(name, x))
         t = check_t(t, lo, self.T)
-        check_batch(t, x)
+        check_batch(t, first)
         return t
 
     def snr(self, t: int | torch.Tensor) -> torch.Tensor:
@@ -128,9 +147,8 @@ class Diffusion:
         :math:`\epsilon` shaped like ``x_prev`` (drawn from ``generator`` if omitted).
         Returns: :math:`x_t`, shaped like ``x_prev``.
         """
-        x_prev = check_tensor("x_prev", x_prev)
-        t = self._t(t, x_prev)
-        noise = self._noise(x_prev, noise, generator, "x_prev")
+        t = self._check(t, x_prev=x_prev, noise=noise)
+        noise = self._draw(x_prev, noise, generator)
         return (
             self._coef(self.alphas, t, x_prev).sqrt() * x_prev
             + self._coef(self.betas, t, x_prev).sqrt() * noise
@@ -139,8 +157,9 @@ class Diffusion:
     def q_mean_variance(self, x0: torch.Tensor, t: int | torch.Tensor) -> Gaussian:
         r""":math:`q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big)`
         (Ho et al. 2020, Eq. 4), ``t`` in ``[0, T]``. Returns ``Gaussian(mean [B, ...], variance)``."""
-        x0 = check_tensor("x0", x0)
-        t = self._t(t, x0, lo=0)
+        return self._q_mean_variance(x0, self._check(t, lo=0, x0=x0))
+
+    def _q_mean_variance(self, x0, t):
         mean = self._coef(self.alpha_bars, t, x0).sqrt() * x0
         return Gaussian(mean, self._coef(1.0 - self.alpha_bars, t, x0))
 
@@ -158,15 +177,17 @@ class Diffusion:
         :math:`\epsilon` shaped like ``x0`` (drawn from ``generator`` if omitted).
         Returns: :math:`x_t`, shaped like ``x0``.
         """
-        mean, variance = self.q_mean_variance(x0, t)
-        return mean + variance.sqrt() * self._noise(x0, noise, generator, "x0")
+        t = self._check(t, lo=0, x0=x0, noise=noise)
+        return self._q_sample(x0, t, self._draw(x0, noise, generator))
 
-    def _noise(self, x, noise, generator, name):
-        if noise is None:
-            return randn_like(x, generator)
-        noise = check_tensor("noise", noise)
-        check_same_shape(name, x, "noise", noise)
-        return noise.to(device=x.device, dtype=x.dtype)
+    def _q_sample(self, x0, t, noise):
+        mean, variance = self._q_mean_variance(x0, t)
+        return mean + variance.sqrt() * noise
+
+    @staticmethod
+    def _draw(x, noise, generator):
+        """An (already checked) ``noise`` in ``x``'s dtype and device, or a fresh draw like ``x``."""
+        return randn_like(x, generator) if noise is None else noise.to(x)
 
     # ------------------------------------------------------------------------- the posterior
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> Gaussian:
@@ -181,21 +202,19 @@ class Diffusion:
         Args: ``x0`` and ``x_t`` of the same shape ``[B, ...]``.
         Returns: ``Gaussian(mean [B, ...], variance broadcastable)``.
         """
-        x0, x_t = check_tensor("x0", x0), check_tensor("x_t", x_t)
-        check_same_shape("x0", x0, "x_t", x_t)
-        t = self._t(t, x_t)
-        return Gaussian(self.mu_tilde_from_x0(x0, x_t, t), self._coef(self.beta_tildes, t, x_t))
+        return self._q_posterior(x0, x_t, self._check(t, x0=x0, x_t=x_t))
+
+    def _q_posterior(self, x0, x_t, t):
+        return Gaussian(self._mu_tilde_from_x0(x0, x_t, t), self._coef(self.beta_tildes, t, x_t))
 
     def mu_tilde_from_x0(self, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor):
         r"""The x₀-form of the posterior mean :math:`\tilde\mu_t(x_t, x_0)` (Ho et al. 2020, Eq. 7).
         Shapes as :meth:`q_posterior`; returns ``[B, ...]``."""
-        x0, x_t = check_tensor("x0", x0), check_tensor("x_t", x_t)
-        check_same_shape("x0", x0, "x_t", x_t)
-        t = self._t(t, x_t)
-        return (
-            self._coef(self.posterior_coef_x0, t, x_t) * x0
-            + self._coef(self.posterior_coef_xt, t, x_t) * x_t
-        )
+        return self._mu_tilde_from_x0(x0, x_t, self._check(t, x0=x0, x_t=x_t))
+
+    def _mu_tilde_from_x0(self, x0, x_t, t):
+        coef_x0 = self._coef(self.posterior_coef_x0, t, x_t)
+        return coef_x0 * x0 + self._coef(self.posterior_coef_xt, t, x_t) * x_t
 
     def mu_tilde_from_eps(self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor):
         r"""The ε-form of the posterior mean (Ho et al. 2020, Eq. 10), obtained by substituting
@@ -205,9 +224,9 @@ class Diffusion:
             \,\epsilon\Big)
 
         Args: ``x_t``, ``eps`` ``[B, ...]``, ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
-        x_t, eps = check_tensor("x_t", x_t), check_tensor("eps", eps)
-        check_same_shape("x_t", x_t, "eps", eps)
-        t = self._t(t, x_t)
+        return self._mu_tilde_from_eps(x_t, self._check(t, x_t=x_t, eps=eps), eps)
+
+    def _mu_tilde_from_eps(self, x_t, t, eps):
         coef = self._coef(self.betas / (1.0 - self.alpha_bars).sqrt(), t, x_t)
         return (x_t - coef * eps) / self._coef(self.alphas, t, x_t).sqrt()
 
@@ -215,18 +234,18 @@ class Diffusion:
     def predict_x0_from_eps(self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor):
         r""":math:`\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}`, Eq. 4 solved
         for :math:`x_0`. ``x_t``, ``eps`` ``[B, ...]``; ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
-        x_t, eps = check_tensor("x_t", x_t), check_tensor("eps", eps)
-        check_same_shape("x_t", x_t, "eps", eps)
-        t = self._t(t, x_t)
+        return self._predict_x0_from_eps(x_t, self._check(t, x_t=x_t, eps=eps), eps)
+
+    def _predict_x0_from_eps(self, x_t, t, eps):
         sqrt_1m = self._coef(1.0 - self.alpha_bars, t, x_t).sqrt()
         return (x_t - sqrt_1m * eps) / self._coef(self.alpha_bars, t, x_t).sqrt()
 
     def eps_from_x0(self, x_t: torch.Tensor, t: int | torch.Tensor, x0: torch.Tensor):
         r""":math:`\epsilon = (x_t - \sqrt{\bar\alpha_t}\,x_0)/\sqrt{1-\bar\alpha_t}`, Eq. 4 solved for
         :math:`\epsilon`. ``x_t``, ``x0`` ``[B, ...]``; ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
-        x_t, x0 = check_tensor("x_t", x_t), check_tensor("x0", x0)
-        check_same_shape("x_t", x_t, "x0", x0)
-        t = self._t(t, x_t)
+        return self._eps_from_x0(x_t, self._check(t, x_t=x_t, x0=x0), x0)
+
+    def _eps_from_x0(self, x_t, t, x0):
         sqrt_ab = self._coef(self.alpha_bars, t, x_t).sqrt()
         return (x_t - sqrt_ab * x0) / self._coef(1.0 - self.alpha_bars, t, x_t).sqrt()
 
@@ -235,22 +254,18 @@ class Diffusion:
         :math:`\nabla_{x_t}\log q(x_t \mid x_0)`; for a trained :math:`\epsilon_\theta` it estimates the
         marginal score :math:`\nabla_{x_t}\log q(x_t)` (Vincent 2011; Song et al. 2021).
         ``eps`` ``[B, ...]``, ``t`` in ``[1, T]``."""
-        eps = check_tensor("eps", eps)
-        t = self._t(t, eps)
+        t = self._check(t, eps=eps)
         return -eps / self._coef(1.0 - self.alpha_bars, t, eps).sqrt()
 
     def eps_from_score(self, score: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         r"""Inverse of :meth:`score_from_eps`: :math:`\epsilon = -\sqrt{1-\bar\alpha_t}\;\nabla\log q(x_t)`."""
-        score = check_tensor("score", score)
-        t = self._t(t, score)
+        t = self._check(t, score=score)
         return -self._coef(1.0 - self.alpha_bars, t, score).sqrt() * score
 
     def predict_x0_from_score(self, x_t: torch.Tensor, t: int | torch.Tensor, score: torch.Tensor):
         r"""Tweedie's formula (Efron 2011): :math:`\mathbb E[x_0 \mid x_t] = \big(x_t +
         (1-\bar\alpha_t)\,\nabla\log q(x_t)\big)/\sqrt{\bar\alpha_t}`. Shapes ``[B, ...]``."""
-        x_t, score = check_tensor("x_t", x_t), check_tensor("score", score)
-        check_same_shape("x_t", x_t, "score", score)
-        t = self._t(t, x_t)
+        t = self._check(t, x_t=x_t, score=score)
         var = self._coef(1.0 - self.alpha_bars, t, x_t)
         return (x_t + var * score) / self._coef(self.alpha_bars, t, x_t).sqrt()
 
@@ -260,21 +275,21 @@ class Diffusion:
         ``"beta"`` gives :math:`\beta_t`, ``"beta_tilde"`` gives :math:`\tilde\beta_t`; broadcastable
         to ``x``."""
         check_choice("variance", variance, VARIANCES)
-        t = self._t(t, x)
+        return self._model_variance(self._check(t, x=x), x, variance)
+
+    def _model_variance(self, t, x, variance):
         return self._coef(self.betas if variance == "beta" else self.beta_tildes, t, x)
 
     def call_model(self, model: EpsModel, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """``model(x_t, t)`` with ``t`` as a ``LongTensor [B]`` on ``x_t``'s device; checks the shape."""
-        t = self._t(t, x_t)
+        return self._call_model(model, x_t, self._check(t, x_t=x_t))
+
+    def _call_model(self, model, x_t, t):
         if isinstance(t, torch.Tensor):
             t_batch = t.to(x_t.device).expand(x_t.shape[0])
         else:
             t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-        eps = model(x_t, t_batch)
-        if not isinstance(eps, torch.Tensor) or eps.shape != x_t.shape:
-            got = list(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
-            raise ValueError(f"model(x_t, t) must return eps of shape {list(x_t.shape)}, got {got}")
-        return eps
+        return check_eps(model(x_t, t_batch), x_t)
 
     def p_mean_variance_from_eps(
         self,
@@ -286,15 +301,19 @@ class Diffusion:
     ) -> Gaussian:
         r""":math:`p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta, \sigma_t^2 I)` from a predicted
         :math:`\epsilon_\theta`: :math:`\mu_\theta = \tilde\mu_t` in its ε-form (Ho et al. 2020,
-        Eq. 11). With ``clip_x0=True`` (not part of Algorithm 2) :math:`\hat x_0` is clamped to
-        [-1, 1] and :math:`\mu_\theta = \tilde\mu_t(x_t, \hat x_0)` instead."""
+        Eq. 11). With ``clip_x0=True`` (not part of Algorithm 2, hence off by default)
+        :math:`\hat x_0` is clamped to [-1, 1] and :math:`\mu_\theta = \tilde\mu_t(x_t, \hat x_0)`."""
         check_choice("variance", variance, VARIANCES)
+        t = self._check(t, x_t=x_t, eps=eps)
+        return self._p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
+
+    def _p_mean_variance_from_eps(self, x_t, t, eps, variance, clip_x0):
         if clip_x0:
-            x0_hat = self.predict_x0_from_eps(x_t, t, eps).clamp(-1.0, 1.0)
-            mean = self.mu_tilde_from_x0(x0_hat, x_t, t)
+            x0_hat = self._predict_x0_from_eps(x_t, t, eps).clamp(-1.0, 1.0)
+            mean = self._mu_tilde_from_x0(x0_hat, x_t, t)
         else:
-            mean = self.mu_tilde_from_eps(x_t, t, eps)
-        return Gaussian(mean, self.model_variance(t, x_t, variance))
+            mean = self._mu_tilde_from_eps(x_t, t, eps)
+        return Gaussian(mean, self._model_variance(t, x_t, variance))
 
     def p_mean_variance(
         self,
@@ -313,9 +332,9 @@ class Diffusion:
 
         Returns ``Gaussian(mean [B, ...], variance broadcastable)``."""
         check_choice("variance", variance, VARIANCES)
-        x_t = check_tensor("x_t", x_t)
-        eps = self.call_model(model, x_t, t)
-        return self.p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
+        t = self._check(t, x_t=x_t)
+        eps = self._call_model(model, x_t, t)
+        return self._p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
 
     def p_sample(
         self,
@@ -329,11 +348,14 @@ class Diffusion:
     ) -> torch.Tensor:
         r"""One step of Algorithm 2 (Ho et al. 2020): :math:`x_{t-1} = \mu_\theta(x_t, t) +
         \sigma_t z` with :math:`z \sim \mathcal N(0, I)` if :math:`t > 1`, else :math:`z = 0`.
+        The whole loop is :func:`ddpm_lib.sample.ancestral`.
 
         Args: ``x_t`` ``[B, ...]``; ``t`` in ``[1, T]``; ``noise`` :math:`z` shaped like ``x_t``
         (ignored where ``t = 1``). Returns :math:`x_{t-1}` ``[B, ...]``."""
-        eps = self.call_model(model, check_tensor("x_t", x_t), t)
-        return self.p_sample_from_eps(x_t, t, eps, variance, noise, generator, clip_x0)
+        check_choice("variance", variance, VARIANCES)
+        t = self._check(t, x_t=x_t, noise=noise)
+        eps = self._call_model(model, x_t, t)
+        return self._p_sample_from_eps(x_t, t, eps, variance, noise, generator, clip_x0)
 
     def p_sample_from_eps(
         self,
@@ -348,58 +370,19 @@ class Diffusion:
         r"""Algorithm 2's step from an already predicted :math:`\epsilon_\theta` (e.g. a guided one):
         :math:`x_{t-1} = \mu_\theta + \sigma_t z`, with :math:`z = 0` at ``t = 1``. Shapes as
         :meth:`p_sample`. Noise is drawn (from ``generator``) only where it is used."""
-        mean, var = self.p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
+        check_choice("variance", variance, VARIANCES)
+        t = self._check(t, x_t=x_t, eps=eps, noise=noise)
+        return self._p_sample_from_eps(x_t, t, eps, variance, noise, generator, clip_x0)
+
+    def _p_sample_from_eps(self, x_t, t, eps, variance, z, generator, clip_x0):
+        mean, var = self._p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
         if isinstance(t, int) and t == 1:
             return mean
-        return self._add_noise(mean, var, t, noise, generator)
-
-    def _add_noise(self, mean, var, t, noise, generator):
-        z = self._noise(mean, noise, generator, "x_t")
+        z = self._draw(mean, z, generator)
         if isinstance(t, int):
-            return mean + var.sqrt() * z if t > 1 else mean
+            return mean + var.sqrt() * z
         nonzero = (t.to(mean.device) > 1).to(mean.dtype).reshape(-1, *([1] * (mean.dim() - 1)))
         return mean + nonzero * var.sqrt() * z
-
-    @torch.no_grad()
-    def p_sample_loop(
-        self,
-        model: EpsModel,
-        shape: tuple[int, ...] | torch.Size,
-        variance: str = "beta",
-        x_T: torch.Tensor | None = None,
-        z: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        clip_x0: bool = False,
-    ) -> torch.Tensor:
-        r"""Algorithm 2 (Ho et al. 2020) from :math:`x_T \sim \mathcal N(0, I)` down to :math:`x_0`,
-        with no noise added at the last step (``t = 1``).
-
-        Args: ``shape`` ``(B, ...)``; ``x_T`` the starting noise (drawn if omitted); ``z`` optional
-        noises ``[T, *shape]`` with ``z[t - 1]`` used on the step from ``x_t`` (``z[0]`` is unused);
-        ``device`` defaults to the model's (CPU for a plain function). Returns :math:`x_0` ``shape``."""
-        check_choice("variance", variance, VARIANCES)
-        shape = tuple(int(s) for s in shape)
-        if len(shape) < 1 or any(s < 1 for s in shape):
-            raise ValueError(f"shape must be (B, ...) with positive sizes, got {shape}")
-        if device is None:
-            params = getattr(model, "parameters", None)
-            first = next(iter(params()), None) if callable(params) else None
-            device = first.device if first is not None else "cpu"
-        if z is not None and tuple(z.shape) != (self.T, *shape):
-            raise ValueError(f"z must have shape {[self.T, *shape]}, got {list(z.shape)}")
-        if x_T is None:
-            x = randn_like(torch.empty(shape, device=device), generator)
-        else:
-            x = check_tensor("x_T", x_T)
-            if tuple(x.shape) != shape:
-                raise ValueError(f"x_T must have shape {list(shape)}, got {list(x.shape)}")
-        for t in range(self.T, 0, -1):
-            noise = z[t - 1] if z is not None else None
-            x = self.p_sample(
-                model, x, t, variance, noise=noise, generator=generator, clip_x0=clip_x0
-            )
-        return x
 
     # ----------------------------------------------------------------------------- objectives
     def loss_simple(self, model: EpsModel, x0: torch.Tensor, t=None, noise=None, generator=None,

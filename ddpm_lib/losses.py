@@ -6,11 +6,9 @@ dimensions and converts to bits per dimension.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-__all__ = ["normal_kl", "discretized_gaussian_log_likelihood", "bits_per_dim", "NUM_LEVELS"]
+__all__ = ["normal_kl", "discretized_gaussian_log_likelihood", "NUM_LEVELS"]
 
 #: The decoder models 8-bit images: 256 levels spread evenly over [-1, 1], ``x = 2 u / 255 - 1``.
 NUM_LEVELS = 256
@@ -115,8 +113,3 @@ def discretized_gaussian_log_likelihood(
     bottom = x < -1 + _HALF_BIN / 2
     top = x > 1 - _HALF_BIN / 2
     return torch.where(bottom, log_cdf_upper, torch.where(top, log_sf_lower, log_delta))
-
-
-def bits_per_dim(nats: torch.Tensor, dims: int) -> torch.Tensor:
-    """Convert a per-example sum of nats over ``dims`` dimensions to bits per dimension."""
-    return nats / (dims * math.log(2.0))

@@ -75,10 +75,10 @@ def loss_simple(
             1, diffusion.T + 1, (x0.shape[0],), generator=generator, device=gen_device
         )
         t = t.to(x0.device)
-    x_t_noise = diffusion._noise(x0, noise, generator, "x0")
-    x_t = diffusion.q_sample(x0, t, noise=x_t_noise)
-    eps = diffusion.call_model(model, x_t, t)
-    per_example = _mean_flat((x_t_noise - eps) ** 2)
+    t = diffusion._check(t, x0=x0, noise=noise)
+    noise = diffusion._draw(x0, noise, generator)
+    eps = diffusion._call_model(model, diffusion._q_sample(x0, t, noise), t)
+    per_example = _mean_flat((noise - eps) ** 2)
     return per_example.mean() if reduction == "mean" else per_example
 
 
@@ -117,9 +117,10 @@ def vlb_terms(
     terms = torch.zeros(B, T, dtype=x0.dtype, device=x0.device)
     with torch.no_grad():
         for t in range(1, T + 1):
-            x_t = diffusion.q_sample(x0, t, noise=None if noise is None else noise[t - 1],
-                                     generator=generator)  # fmt: skip
-            mean, var = diffusion.p_mean_variance(model, x_t, t, variance, clip_x0)
+            z = diffusion._draw(x0, None if noise is None else noise[t - 1], generator)
+            x_t = diffusion._q_sample(x0, t, z)
+            eps = diffusion._call_model(model, x_t, t)
+            mean, var = diffusion._p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
             if t == 1:
                 var_1 = var if variance == "beta" else diffusion.beta_tildes_clipped[1]
                 log_scale = 0.5 * torch.log(
@@ -128,10 +129,10 @@ def vlb_terms(
                 nll = -discretized_gaussian_log_likelihood(x0, mean, log_scale)
                 terms[:, 0] = _mean_flat(nll) / _LN2
             else:
-                true_mean, true_var = diffusion.q_posterior(x0, x_t, t)
+                true_mean, true_var = diffusion._q_posterior(x0, x_t, t)
                 kl = normal_kl(true_mean, torch.log(true_var), mean, torch.log(var))
                 terms[:, t - 1] = _mean_flat(kl) / _LN2
-        prior = prior_bpd(diffusion, x0)
+        prior = _prior_bpd(diffusion, x0)
     return VLBTerms(prior=prior, terms=terms, total=prior + terms.sum(dim=1))
 
 
@@ -139,6 +140,10 @@ def prior_bpd(diffusion: Diffusion, x0: torch.Tensor) -> torch.Tensor:
     r""":math:`L_T = \mathrm{KL}(q(x_T\mid x_0)\,\|\,\mathcal N(0, I))` per example, bits/dim ``[B]``.
 
     Has no parameters to learn: it measures how far :math:`x_T` is from pure noise."""
-    mean, var = diffusion.q_mean_variance(check_tensor("x0", x0), diffusion.T)
+    return _prior_bpd(diffusion, check_tensor("x0", x0))
+
+
+def _prior_bpd(diffusion, x0):
+    mean, var = diffusion._q_mean_variance(x0, diffusion.T)
     kl = normal_kl(mean, torch.log(var), 0.0, 0.0)
     return _mean_flat(kl.expand_as(x0)) / _LN2

@@ -1,32 +1,42 @@
-r"""Samplers for a trained ε-model: ancestral sampling (Algorithm 2) and DDIM, with classifier-free
-guidance.
+r"""Samplers for a trained ε-model: ancestral sampling (Algorithm 2) and DDIM, both with
+classifier-free guidance, on data of any shape.
 
 Both take ``model(x_t, t[, labels]) -> eps`` (a :class:`ddpm_lib.models.UNet` or any callable with
-that signature), a :class:`ddpm_lib.Diffusion` and a number of images ``n``, and return images in
-[-1, 1] of shape ``[n, 1, 28, 28]``. Every random draw comes from ``generator`` when one is given.
+that signature), a :class:`ddpm_lib.Diffusion` and a number of samples ``n``, and return samples
+``[n, *shape]``. ``shape`` is the shape of one sample: ``x_T.shape[1:]`` when a starting noise ``x_T``
+is given, else the ``shape`` argument, by default ``(1, 28, 28)`` (an MNIST image); ``(1,)`` and
+``(2,)`` are the 1-D and 2-D toy data of part II. Every random draw comes from ``generator`` when
+one is given.
+
+Two flags clamp to the data range [-1, 1], with the same meaning in both samplers:
+``clip_samples`` clamps the samples returned (on by default in both), ``clip_x0`` clamps the
+prediction :math:`\hat x_0` inside every step (off by default in :func:`ancestral`, on in
+:func:`ddim`; each docstring says why).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import torch
 
-from ._validate import check_choice
+from ._validate import check_choice, check_eps, check_t, check_tensor
+from .config import IMAGE_CHANNELS, IMAGE_SIZE
 from .diffusion import VARIANCES, Diffusion, randn_like
 
 __all__ = ["ancestral", "ddim", "guided_eps", "ddim_timesteps", "Trajectory", "IMAGE_SHAPE"]
 
-IMAGE_SHAPE = (1, 28, 28)
+#: The default shape of one sample: an MNIST image.
+IMAGE_SHAPE = (IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
 
 
 class Trajectory(NamedTuple):
     r"""What :func:`ancestral` kept on the way down (for the denoising widgets).
 
-    ``samples``: the final images ``[n, 1, 28, 28]``; ``steps``: the kept ``t`` values ``[K]``
-    (descending); ``x_t``: the state *before* each kept step ``[K, n, 1, 28, 28]``; ``x0_pred``:
-    :math:`\hat x_0(x_t, t)` at each kept step ``[K, n, 1, 28, 28]``.
+    ``samples``: the final samples ``[n, *shape]``; ``steps``: the kept ``t`` values ``[K]``
+    (descending); ``x_t``: the state *before* each kept step ``[K, n, *shape]``; ``x0_pred``:
+    :math:`\hat x_0(x_t, t)` at each kept step, clamped to [-1, 1] for display, ``[K, n, *shape]``.
     """
 
     samples: torch.Tensor
@@ -40,12 +50,33 @@ def _num_classes(model: Callable) -> int | None:
     return getattr(config, "num_classes", None)
 
 
-def _device_of(model: Callable, device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    params = getattr(model, "parameters", None)
-    first = next(iter(params()), None) if callable(params) else None
-    return first.device if first is not None else torch.device("cpu")
+def _start(model, n, shape, x_T, generator, device) -> tuple[torch.Tensor, torch.device]:
+    """Where every sampler starts: the device (``device``, else the model's, else the CPU) and
+    :math:`x_T` ``[n, *shape]`` on it (drawn as float32 unless ``x_T`` is given)."""
+    if device is None:
+        params = getattr(model, "parameters", None)
+        first = next(iter(params()), None) if callable(params) else None
+        device = first.device if first is not None else "cpu"
+    dev = torch.device(device)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be a positive int (number of samples), got {n!r}")
+    if shape is not None:
+        sizes = shape if isinstance(shape, tuple | list | torch.Size) else [None]
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+            raise ValueError(
+                f"shape must be the shape of one sample, a tuple of positive sizes such as (2,) or "
+                f"(1, 28, 28), got {shape!r}"
+            )
+        shape = tuple(shape)
+    if x_T is None:
+        if n is None:
+            raise ValueError("n must be a positive int (number of samples) unless x_T is given")
+        return randn_like(torch.empty((n, *(shape or IMAGE_SHAPE)), device=dev), generator), dev
+    x_T = check_tensor("x_T", x_T)
+    expected = (x_T.shape[0] if n is None else n, *(x_T.shape[1:] if shape is None else shape))
+    if tuple(x_T.shape) != expected:
+        raise ValueError(f"x_T must have shape {list(expected)}, got {list(x_T.shape)}")
+    return x_T.to(dev), dev
 
 
 def _check_labels(model, n, labels, guidance_scale, device) -> torch.Tensor | None:
@@ -61,15 +92,12 @@ def _check_labels(model, n, labels, guidance_scale, device) -> torch.Tensor | No
         raise ValueError(
             "labels were given but the model is unconditional (model.config.num_classes is None)"
         )
-    if isinstance(labels, int):
-        labels = torch.full((n,), labels, dtype=torch.long)
-    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point:
-        raise TypeError("labels must be an int or an integer tensor [n]")
+    labels = check_t(labels, 0, num_classes - 1, "labels")
+    if isinstance(labels, int) or labels.dim() == 0:
+        labels = torch.full((n,), int(labels), dtype=torch.long)
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape [{n}], got {list(labels.shape)}")
-    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
-        raise ValueError(f"labels must be in [0, {num_classes - 1}], got {labels.tolist()}")
-    return labels.to(device=device, dtype=torch.long)
+    return labels.to(device)
 
 
 def guided_eps(
@@ -101,15 +129,18 @@ def guided_eps(
     return eps_null + guidance_scale * (eps_cond - eps_null)
 
 
-def _start(diffusion, n, x_T, generator, device):
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int (number of images), got {n!r}")
-    shape = (n, *IMAGE_SHAPE)
-    if x_T is None:
-        return randn_like(torch.empty(shape, device=device), generator)
-    if tuple(x_T.shape) != shape:
-        raise ValueError(f"x_T must have shape {list(shape)}, got {list(x_T.shape)}")
-    return x_T.to(device=device, dtype=torch.float32)
+def _eps(model, x, t: int, labels, guidance_scale) -> torch.Tensor:
+    """The (guided) prediction at step ``t`` for the whole batch, in the state's dtype."""
+    t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+    return check_eps(guided_eps(model, x, t_batch, labels, guidance_scale), x).to(x.dtype)
+
+
+def _progress(steps: Iterable, progress: bool, desc: str) -> Iterable:
+    if not progress:
+        return steps
+    from tqdm.auto import tqdm
+
+    return tqdm(steps, desc=desc)
 
 
 def _default_keep(T: int) -> list[int]:
@@ -120,7 +151,7 @@ def _default_keep(T: int) -> list[int]:
 def ancestral(
     model: Callable,
     diffusion: Diffusion,
-    n: int,
+    n: int | None = None,
     variance: str = "beta",
     labels: torch.Tensor | int | None = None,
     guidance_scale: float = 1.0,
@@ -129,53 +160,61 @@ def ancestral(
     keep: Sequence[int] | None = None,
     x_T: torch.Tensor | None = None,
     device: torch.device | str | None = None,
-    clip: bool = True,
+    clip_samples: bool = True,
     clip_x0: bool = False,
     progress: bool = False,
+    shape: Sequence[int] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor | Trajectory:
     r"""Algorithm 2 of Ho et al. (2020), batched: :math:`x_T \sim \mathcal N(0, I)`, then for
     :math:`t = T, \dots, 1`: :math:`x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}
     {\sqrt{1-\bar\alpha_t}}\epsilon_\theta(x_t, t)\big) + \sigma_t z`, with :math:`z = 0` at
-    :math:`t = 1`.
+    :math:`t = 1`. This is the library's one reverse loop; one step of it is
+    :meth:`ddpm_lib.Diffusion.p_sample`.
 
     Args:
+        n: number of samples; may be omitted when ``x_T`` is given.
         variance: :math:`\sigma_t^2` = ``"beta"`` (:math:`\beta_t`) or ``"beta_tilde"``.
         labels: class labels ``[n]`` (or one int) for a conditional model; None = unconditional.
         guidance_scale: classifier-free guidance scale ``s`` (see :func:`guided_eps`).
         return_trajectory: also return the states and :math:`\hat x_0` at the ``keep`` steps
             (default: T, 0.9T, ..., 0.1T, 1).
-        x_T: the starting noise ``[n, 1, 28, 28]``; drawn if omitted.
-        clip: clamp the final :math:`x_0` to the data range [-1, 1] (``clip=False`` returns the
+        x_T: the starting noise ``[n, *shape]``; drawn (float32) if omitted. It sets the shape and
+            dtype of the state; it is moved to ``device``.
+        device: where to sample; default the model's device (the CPU for a plain function).
+        clip_samples: clamp the returned samples to the data range [-1, 1] (``False`` returns the
             raw :math:`x_0`).
         clip_x0: clamp :math:`\hat x_0` to [-1, 1] inside every step and use
-            :math:`\tilde\mu_t(x_t, \hat x_0)` as the mean (Ho et al.'s released code does this; it
-            is *not* part of Algorithm 2, hence off by default).
+            :math:`\tilde\mu_t(x_t, \hat x_0)` as the mean. Ho et al.'s released code does this,
+            Algorithm 2 as published does not: off by default, so that the default is the paper's
+            algorithm.
+        shape: the shape of one sample when ``x_T`` is not given; default ``(1, 28, 28)``.
+        noise: optional ``[T, n, *shape]``; ``noise[t - 1]`` is the :math:`z` of the step from
+            :math:`x_t` (``noise[0]`` is unused: no noise is added at ``t = 1``).
 
     Returns:
-        images ``[n, 1, 28, 28]``, or a :class:`Trajectory` if ``return_trajectory``.
+        samples ``[n, *shape]``, or a :class:`Trajectory` if ``return_trajectory``.
     """
     check_choice("variance", variance, VARIANCES)
-    dev = _device_of(model, device)
-    labels = _check_labels(model, n, labels, guidance_scale, dev)
-    x = _start(diffusion, n, x_T, generator, dev)
+    x, dev = _start(model, n, shape, x_T, generator, device)
+    labels = _check_labels(model, x.shape[0], labels, guidance_scale, dev)
+    if noise is not None and tuple(check_tensor("noise", noise).shape) != (diffusion.T, *x.shape):
+        raise ValueError(
+            f"noise must have shape {[diffusion.T, *x.shape]}, got {list(noise.shape)}"
+        )
     keep_set = set(_default_keep(diffusion.T) if keep is None else keep)
     if any(not 1 <= k <= diffusion.T for k in keep_set):
         raise ValueError(f"keep must hold steps in [1, {diffusion.T}], got {sorted(keep_set)}")
     kept_t, kept_x, kept_x0 = [], [], []
-    steps = range(diffusion.T, 0, -1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="ancestral sampling")
-    for t in steps:
-        t_batch = torch.full((n,), t, dtype=torch.long, device=dev)
-        eps = guided_eps(model, x, t_batch, labels, guidance_scale).to(x.dtype)
+    for t in _progress(range(diffusion.T, 0, -1), progress, "ancestral sampling"):
+        eps = _eps(model, x, t, labels, guidance_scale)
         if return_trajectory and t in keep_set:
             kept_t.append(t)
             kept_x.append(x.cpu())
-            kept_x0.append(diffusion.predict_x0_from_eps(x, t, eps).clamp(-1, 1).cpu())
-        x = diffusion.p_sample_from_eps(x, t, eps, variance, generator=generator, clip_x0=clip_x0)
-    samples = x.clamp(-1.0, 1.0) if clip else x
+            kept_x0.append(diffusion._predict_x0_from_eps(x, t, eps).clamp(-1, 1).cpu())
+        z = None if noise is None else noise[t - 1]
+        x = diffusion._p_sample_from_eps(x, t, eps, variance, z, generator, clip_x0)
+    samples = x.clamp(-1.0, 1.0) if clip_samples else x
     if not return_trajectory:
         return samples
     return Trajectory(samples, torch.tensor(kept_t), torch.stack(kept_x), torch.stack(kept_x0))
@@ -193,7 +232,7 @@ def ddim_timesteps(T: int, steps: int) -> torch.Tensor:
 def ddim(
     model: Callable,
     diffusion: Diffusion,
-    n: int,
+    n: int | None = None,
     steps: int = 50,
     eta: float = 0.0,
     labels: torch.Tensor | int | None = None,
@@ -201,9 +240,10 @@ def ddim(
     generator: torch.Generator | None = None,
     x_T: torch.Tensor | None = None,
     device: torch.device | str | None = None,
-    clip: bool = True,
+    clip_samples: bool = True,
     clip_x0: bool = True,
     progress: bool = False,
+    shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
     r"""DDIM sampling (Song, Meng & Ermon 2021, Eq. 12) on the sub-sequence of
     :func:`ddim_timesteps`; from :math:`\tau_i = t` to :math:`\tau_{i-1} = s` (with
@@ -214,36 +254,36 @@ def ddim(
         + \sigma z,\qquad \sigma = \eta\sqrt{\frac{1-\bar\alpha_s}{1-\bar\alpha_t}}
         \sqrt{1 - \frac{\bar\alpha_t}{\bar\alpha_s}}
 
-    ``eta = 0`` is deterministic (the probability-flow-like DDIM); ``eta = 1`` with ``steps = T``
-    is ancestral sampling with :math:`\sigma_t^2 = \tilde\beta_t`.
+    with :math:`\hat x_0` from :meth:`ddpm_lib.Diffusion.predict_x0_from_eps`. ``eta = 0`` is
+    deterministic (the probability-flow-like DDIM); ``eta = 1`` with ``steps = T`` is ancestral
+    sampling with :math:`\sigma_t^2 = \tilde\beta_t`.
 
-    ``clip_x0`` (default on, as in common DDIM implementations) clamps :math:`\hat x_0` to the data
-    range [-1, 1] at every step and recomputes :math:`\epsilon` from it, which keeps an imperfect
-    model from drifting out of range (measured on the ``tiny`` preset after 60 s of CPU training:
-    MNIST-FID 756 without, 485 with, DDIM-20). Returns ``[n, 1, 28, 28]``.
+    Arguments shared with :func:`ancestral` (``n``, ``labels``, ``guidance_scale``, ``x_T``,
+    ``shape``, ``device``, ``clip_samples``) mean the same. ``clip_x0`` is on by default here,
+    as in common DDIM implementations: it clamps :math:`\hat x_0` to [-1, 1] at every step and
+    recomputes :math:`\epsilon` from it (:meth:`ddpm_lib.Diffusion.eps_from_x0`). Without it an
+    imperfect model drifts out of the data range: :math:`\hat x_0` divides the model's error by
+    :math:`\sqrt{\bar\alpha_t}`, which is tiny at large ``t``, and the update carries
+    :math:`\hat x_0` forward (at ``eta = 0`` with no fresh noise to wash the error out).
+    Returns ``[n, *shape]``.
     """
     if not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     tau = ddim_timesteps(diffusion.T, steps)
-    dev = _device_of(model, device)
-    labels = _check_labels(model, n, labels, guidance_scale, dev)
-    x = _start(diffusion, n, x_T, generator, dev)
+    x, dev = _start(model, n, shape, x_T, generator, device)
+    labels = _check_labels(model, x.shape[0], labels, guidance_scale, dev)
     ab = diffusion.alpha_bars
     pairs = list(zip(tau.flip(0).tolist(), [*tau.flip(0).tolist()[1:], 0], strict=True))
-    if progress:
-        from tqdm.auto import tqdm
-
-        pairs = tqdm(pairs, desc=f"DDIM ({steps} steps)")
-    for t, s in pairs:
-        t_batch = torch.full((n,), t, dtype=torch.long, device=dev)
-        eps = guided_eps(model, x, t_batch, labels, guidance_scale).to(x.dtype)
-        ab_t, ab_s = float(ab[t]), float(ab[s])
-        x0_hat = (x - (1 - ab_t) ** 0.5 * eps) / ab_t**0.5
+    for t, s in _progress(pairs, progress, f"DDIM ({steps} steps)"):
+        eps = _eps(model, x, t, labels, guidance_scale)
+        x0_hat = diffusion._predict_x0_from_eps(x, t, eps)
         if clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
-            eps = (x - ab_t**0.5 * x0_hat) / (1 - ab_t) ** 0.5
+            eps = diffusion._eps_from_x0(x, t, x0_hat)
+        ab_t, ab_s = float(ab[t]), float(ab[s])
         sigma = float(eta) * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)) ** 0.5
+        # The root's argument is >= 0 in exact arithmetic; max() keeps rounding from flipping it.
         x = ab_s**0.5 * x0_hat + max(1 - ab_s - sigma**2, 0.0) ** 0.5 * eps
         if sigma > 0:
             x = x + sigma * randn_like(x, generator)
-    return x.clamp(-1.0, 1.0) if clip else x
+    return x.clamp(-1.0, 1.0) if clip_samples else x

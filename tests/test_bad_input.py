@@ -1,12 +1,14 @@
 """Bad input is a clear ValueError/TypeError naming the value and the allowed range; broadcasting
 is property-tested with hypothesis."""
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddpm_lib import Diffusion, schedule
+from ddpm_lib import Diffusion, sample, schedule
+from ddpm_lib._validate import check_t
 
 D = Diffusion(schedule.linear_betas(50, 1e-3, 0.1))
 ZERO_EPS = lambda x, t: torch.zeros_like(x)  # noqa: E731
@@ -35,15 +37,40 @@ ZERO_EPS = lambda x, t: torch.zeros_like(x)  # noqa: E731
         ),
         (lambda x: D.q_sample(x, 3, noise=torch.zeros(2, 5)), r"noise must have the same shape"),
         (lambda x: D.q_posterior(x, x[:1], 3), r"x_t must have the same shape as x0"),
-        (lambda x: D.p_sample_loop(ZERO_EPS, (2, 0)), r"positive sizes"),
-        (lambda x: D.p_sample_loop(ZERO_EPS, (2, 3), x_T=x), r"x_T must have shape \[2, 3\]"),
+        (lambda x: sample.ancestral(ZERO_EPS, D, 2, shape=(0,)), r"positive sizes"),
+        (
+            lambda x: sample.ancestral(ZERO_EPS, D, shape=(3,), x_T=x),
+            r"x_T must have shape \[2, 3\]",
+        ),
         (lambda x: D.snr(0), r"\[1, 50\], got 0"),
+        (lambda x: D.loss_simple(ZERO_EPS, x, t=0), r"t must be an integer in \[1, 50\], got 0"),
+        (lambda x: D.vlb_terms(ZERO_EPS, x, noise=x), r"noise must have shape \[50, 2, 1, 2, 2\]"),
+        (lambda x: D.p_sample(ZERO_EPS, x, 1, noise=x[0]), r"noise must have the same shape"),
     ],
 )
 def test_value_errors_name_the_value_and_range(call, pattern):
     x = torch.zeros(2, 1, 2, 2)
     with pytest.raises(ValueError, match=pattern):
         call(x)
+
+
+def test_check_t_is_the_one_step_index_check():
+    """``_validate.check_t`` serves the math core, the samplers and the U-Net alike."""
+    assert check_t(np.int64(3), 0, 5) == 3 and type(check_t(np.int64(3), 0, 5)) is int
+    t = check_t(torch.tensor([1, 5], dtype=torch.int32), 0, 5)
+    assert t.dtype == torch.long and t.tolist() == [1, 5]
+    for sync in (True, False):  # CPU values are always range-checked
+        with pytest.raises(ValueError, match=r"labels must be an integer in \[0, 9\], got 10"):
+            check_t(torch.tensor([1, 10]), 0, 9, "labels", sync=sync)
+    # sync=False never reads values off the CPU (a GPU sync per U-Net call); "meta" has none at all
+    off_cpu = torch.full((2,), 99, device="meta")
+    assert check_t(off_cpu, 0, 10, sync=False).device.type == "meta"
+    with pytest.raises(RuntimeError, match="meta"):  # the default does read them
+        check_t(off_cpu, 0, 10)
+    with pytest.raises(ValueError, match=r"must have shape \[\] or \[B\]"):
+        check_t(torch.ones(2, 2, dtype=torch.long), 0, 5)
+    with pytest.raises(TypeError, match="bool"):
+        check_t(np.bool_(True), 0, 5)
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ def test_bf16_returns_float32_close_to_fp32(model):
     assert (out - ref).norm() / ref.norm() < 0.05
 
 
+@pytest.mark.slow  # tracing through torch.compile takes ~3 s on 2 CPU cores
 def test_compiled_path_traces_and_samples(model):
     fast = InferenceModel(model, compile=True, compile_backend="eager")
     x, t = _inputs()

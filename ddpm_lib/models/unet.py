@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddpm_lib._validate import check_t
 from ddpm_lib.config import IMAGE_CHANNELS, IMAGE_SIZE, Config
 from ddpm_lib.models.layers import (
     AttentionBlock,
@@ -28,8 +29,6 @@ from ddpm_lib.models.layers import (
 )
 
 __all__ = ["UNet", "count_parameters"]
-
-_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 
 
 class _Stage(nn.Module):
@@ -194,32 +193,16 @@ class UNet(nn.Module):
     def _check_index(
         name: str, value: object, B: int, device: torch.device, hi: int
     ) -> torch.Tensor:
-        """An int or integer tensor ``[]``/``[B]`` in ``0..hi`` -> LongTensor ``[B]``."""
-        if isinstance(value, bool):
-            raise TypeError(f"{name} must be an int or an integer tensor, got a bool")
+        """An int or integer tensor ``[]``/``[B]`` in ``0..hi`` -> LongTensor ``[B]`` on ``device``.
+        Runs on every forward pass: ``sync=False`` keeps it from reading GPU values back."""
+        value = check_t(value, 0, hi, name, sync=False)
         if isinstance(value, int):
-            if not 0 <= value <= hi:
-                raise ValueError(f"{name} must be an integer in [0, {hi}], got {value}")
             return torch.full((B,), value, dtype=torch.long, device=device)
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(
-                f"{name} must be an int or an integer tensor, got {type(value).__name__}"
-            )
-        if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
-            raise TypeError(
-                f"{name} must be an integer tensor (e.g. torch.long), got {value.dtype}"
-            )
         if value.dim() == 0:
             value = value.expand(B)
-        if value.dim() != 1 or value.shape[0] != B:
+        if value.shape[0] != B:
             raise ValueError(f"{name} must have shape [{B}] (or []), got {list(value.shape)}")
-        # The range check reads the values back: free on the CPU, a device sync (and a graph
-        # break) on a GPU, so it is skipped there; out-of-range values then fail in the embedding.
-        if value.device.type == "cpu" and not _is_compiling():
-            lo, top = int(value.min()), int(value.max())
-            if lo < 0 or top > hi:
-                raise ValueError(f"{name} must be in [0, {hi}], got {lo if lo < 0 else top}")
-        return value.to(device=device, dtype=torch.long)
+        return value.to(device)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
