@@ -15,7 +15,10 @@ def _iterate_chain(d, x0, t, generator):
     return x
 
 
-@pytest.mark.parametrize("t", [1, 10, 250, pytest.param(1000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "t",
+    [1, 10, pytest.param(250, marks=pytest.mark.slow), pytest.param(1000, marks=pytest.mark.slow)],
+)
 def test_closed_form_matches_iterated_chain(linear, t):
     n = 40_000
     x0 = torch.full((n, 1), 0.8, dtype=torch.float64)
