@@ -394,3 +394,34 @@ class Diffusion:
                   generator=None, clip_x0: bool = False) -> objectives.VLBTerms:  # fmt: skip
         r"""Every term of the variational bound, see :func:`ddpm_lib.objectives.vlb_terms`."""
         return objectives.vlb_terms(self, model, x0, variance, noise, generator, clip_x0)
+
+    # ------------------------------------------------------- schedule facts the chapters use
+    def variance_trajectory(self, var0: float) -> torch.Tensor:
+        r"""The variance of every entry of :math:`x_t` for ``t = 0..T`` when the data's variance is
+        ``var0`` (a number >= 0): the one-step rule :math:`v_t = (1-\beta_t)\,v_{t-1} + \beta_t` of
+        Ho et al. 2020, Eq. 2 telescopes to :math:`1 - v_t = \bar\alpha_t\,(1 - v_0)`.
+        Returns float64 ``[T + 1]`` with index 0 = ``var0``."""
+        if isinstance(var0, bool) or not isinstance(var0, int | float) or not var0 >= 0:
+            raise ValueError(f"var0 must be a number >= 0, got {var0!r}")
+        return 1.0 - self.alpha_bars * (1.0 - float(var0))
+
+    def first_t_snr_below(self, level: float = 1.0) -> int:
+        r"""The first step ``t`` in ``[1, T]`` with :math:`\mathrm{SNR}(t) = \bar\alpha_t /
+        (1-\bar\alpha_t) <` ``level`` (a number > 0; Kingma et al. 2021). For ``level = 1``: where
+        noise starts to dominate, :math:`\bar\alpha_t < 1/2`. ValueError if it never does."""
+        if isinstance(level, bool) or not isinstance(level, int | float) or not level > 0:
+            raise ValueError(f"level must be a number > 0, got {level!r}")
+        below = torch.nonzero(self.snrs[1:] < level)
+        if below.numel() == 0:
+            raise ValueError(
+                f"SNR(t) never falls below level={level} for t in [1, {self.T}] "
+                f"(SNR(T) = {float(self.snrs[self.T]):.4g})"
+            )
+        return int(below[0]) + 1
+
+    def fraction_snr_below(self, level: float) -> float:
+        r"""The fraction of the steps ``t = 1..T`` with :math:`\mathrm{SNR}(t) <` ``level`` (a number
+        > 0): for a small level, the share of the chain spent on almost pure noise."""
+        if isinstance(level, bool) or not isinstance(level, int | float) or not level > 0:
+            raise ValueError(f"level must be a number > 0, got {level!r}")
+        return float((self.snrs[1:] < level).double().mean())

@@ -227,6 +227,7 @@ def chromium_or_skip() -> str:
     return chromium
 
 
+@pytest.mark.slow  # a real Chromium run, ~3 s
 def test_offline_mathjax_typesets_the_book_macros_in_chromium(tmp_path):
     chromium = chromium_or_skip()
     spec = importlib.util.find_spec("sphinx-mathjax-offline")

@@ -30,12 +30,12 @@ def test_alpha_bars_right_answers_pass():
 def test_alpha_bars_typical_mistakes_are_named(wrong, says):
     result = check_alpha_bars(wrong)
     assert not result and isinstance(result, CheckResult)
-    assert says in result.message and "Hint:" in result.message
+    assert says in result.message and "Hint:" in result.message and "Likely slip" in result.message
 
 
 def test_alpha_bars_unknown_mistake_gets_the_hint_only():
     result = check_alpha_bars(lambda b: torch.cumprod(1 - b, 0) * 0.9)
-    assert not result and "Hint:" in result.message and "It looks like" not in result.message
+    assert not result and "Hint:" in result.message and "Likely slip" not in result.message
 
 
 def test_alpha_bars_does_not_raise_for_stub_or_non_function():

@@ -1,9 +1,14 @@
-"""The live/static pattern every chapter uses, and the exercise harness."""
+"""The live/static pattern every chapter uses, the exercise harness, and the layering: the
+exercises grade without drawing."""
+
+import subprocess
+import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -81,6 +86,17 @@ def test_image_grid():
         viz.image_grid(torch.zeros(28, 28))
 
 
+def test_draw_images_draws_one_row_with_titles():
+    x = torch.linspace(-1, 1, 3 * 28 * 28).reshape(3, 1, 28, 28)
+    fig = plt.figure()
+    viz.draw_images(fig, x, titles=["a", "b", "c"])
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
+    assert torch.allclose(torch.as_tensor(fig.axes[2].images[0].get_array()), (x[2, 0] + 1) / 2)
+    with pytest.raises(ValueError, match="3 images but 2 titles"):
+        viz.draw_images(fig, x, titles=["a", "b"])
+    plt.close(fig)
+
+
 def test_run_check_reports_wrong_and_unimplemented_functions():
     cases = [Case((torch.arange(4.0),), "a ramp")]
     assert run_check("double", lambda x: 2 * x, lambda x: 2 * x, cases, "multiply").passed
@@ -103,3 +119,15 @@ def test_run_check_compares_plain_numbers():
     bad = run_check("sq", lambda n: torch.ones(2), lambda n: n * n, cases, "")
     assert not bad and "single number" in bad.message
     assert not run_check("half", lambda n: n / 3, lambda n: n / 2, cases, "")
+
+
+def test_exercises_import_neither_matplotlib_nor_viz():
+    """In a fresh interpreter (this one has matplotlib loaded already): grading a learner's
+    function needs no plotting library, so the self-checks work where matplotlib is missing."""
+    code = (
+        "import sys, ddpm_lib.exercises\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'matplotlib' or m.startswith('ddpm_lib.viz')]\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

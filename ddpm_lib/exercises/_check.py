@@ -3,7 +3,8 @@
 A checker runs the learner's function and the library's reference on the same random inputs and
 returns a :class:`CheckResult`. It never raises for a wrong answer (a notebook must keep running);
 it explains what went wrong: an exception, a wrong shape, or the first input where the values
-differ, with a hint. ``bool(result)`` is ``result.passed``; the result displays itself in Jupyter.
+differ, with a hint, and (:func:`run_check_with_slips`) which typical slip the answer matches.
+``bool(result)`` is ``result.passed``; the result displays itself in Jupyter.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["CheckResult", "run_check", "Case"]
+__all__ = ["CheckResult", "run_check", "run_check_with_slips", "Case", "Slip"]
 
 
 class Case(NamedTuple):
@@ -22,6 +23,13 @@ class Case(NamedTuple):
 
     args: tuple[Any, ...]
     description: str
+
+
+class Slip(NamedTuple):
+    """A typical wrong answer: ``wrong(*case.args)`` computes it; ``says`` explains it."""
+
+    says: str
+    wrong: Callable[..., Any]
 
 
 class CheckResult(NamedTuple):
@@ -59,9 +67,8 @@ def run_check(
         return CheckResult(False, f"{name}: expected a function, got {type(learner).__name__}")
     cases = list(cases)
     for case in cases:
-        args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case.args)
         try:
-            got = learner(*args)
+            got = learner(*_cloned(case.args))
         except NotImplementedError:
             return CheckResult(
                 False, f"{name}: not implemented yet — replace the `raise` with your code."
@@ -76,6 +83,51 @@ def run_check(
                 False, f"{name} is wrong on {case.description}: {problem}. Hint: {hint}"
             )
     return CheckResult(True, f"{name} matches the reference on all {len(cases)} test cases.")
+
+
+def run_check_with_slips(
+    name: str,
+    learner: Callable[..., Any],
+    reference: Callable[..., Any],
+    cases: Iterable[Case],
+    hint: str,
+    slips: Iterable[Slip],
+) -> CheckResult:
+    """:func:`run_check`; a wrong answer always gets the hint, and the first slip that reproduces
+    the learner's answers on every case where the slip is defined (at least one) is named."""
+    cases = list(cases)
+    result = run_check(name, learner, reference, cases, hint)
+    if result.passed or "not implemented" in result.message or not callable(learner):
+        return result
+    message = result.message if "Hint:" in result.message else f"{result.message}. Hint: {hint}"
+    slip = _matching_slip(learner, cases, slips)
+    return CheckResult(False, message if slip is None else f"{message}\nLikely slip: {slip.says}")
+
+
+def _matching_slip(learner: Callable[..., Any], cases: list[Case], slips: Iterable[Slip]):
+    try:
+        answers = [learner(*_cloned(case.args)) for case in cases]
+    except Exception:  # a learner that raises matches no slip
+        return None
+    for slip in slips:
+        compared = 0
+        for case, got in zip(cases, answers, strict=True):
+            try:
+                want = slip.wrong(*case.args)
+            except Exception:  # the slip is undefined here (e.g. t + 1 > T): skip the case
+                continue
+            if _compare(got, want, 1e-5, 1e-6) is not None:
+                break
+            compared += 1
+        else:
+            if compared:
+                return slip
+    return None
+
+
+def _cloned(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Fresh copies of the tensors, so that a learner writing into its input corrupts nothing."""
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
 
 
 def _compare(got: Any, want: Any, rtol: float, atol: float) -> str | None:

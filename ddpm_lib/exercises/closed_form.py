@@ -2,26 +2,21 @@ r"""Self-checks for chapter 2, the closed form of :math:`q(x_t \mid x_0)` (Ho et
 
 Each ``check_*`` runs the learner's function and the library's reference on the same inputs and
 returns a :class:`~ddpm_lib.exercises.CheckResult`; it never raises for a wrong answer. When a wrong
-answer matches a typical mistake (a missing square root, an index off by one, ...), the message
-names the mistake.
+answer matches a typical slip (a missing square root, an index off by one, ...), the message
+names the slip.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import torch
 
 from .. import schedule
 from ..diffusion import Diffusion
-from ..viz.schedules import first_t_snr_below
-from ._check import Case, CheckResult, run_check
+from ._check import Case, CheckResult, Slip, run_check_with_slips
 
 __all__ = ["check_alpha_bars", "check_q_sample", "check_snr_crossing"]
-
-#: ``(wrong_function, what_it_means)``: a typical mistake and the sentence that explains it.
-Mistake = tuple[Callable[..., Any], str]
 
 
 def _diffusion(alpha_bars: torch.Tensor) -> Diffusion:
@@ -44,45 +39,6 @@ def _schedules() -> list[tuple[torch.Tensor, str]]:
     ]
 
 
-def _same(got: Any, want: Any) -> bool:
-    if isinstance(want, torch.Tensor):
-        return (
-            isinstance(got, torch.Tensor)
-            and got.shape == want.shape
-            and torch.allclose(got.to(want.dtype), want, rtol=1e-5, atol=1e-6)
-        )
-    return not isinstance(got, torch.Tensor) and bool(got == want)
-
-
-def _cloned(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
-
-
-def _diagnose(
-    learner: Callable[..., Any], cases: Sequence[Case], mistakes: Sequence[Mistake]
-) -> str:
-    """The explanation of the first known mistake that reproduces *every* answer of the learner's
-    function (so a mistake that only coincides with the right answer on one case never matches)."""
-    try:
-        answers = [learner(*_cloned(case.args)) for case in cases]
-    except Exception:
-        return ""
-    for wrong, meaning in mistakes:
-        if all(_same(got, wrong(*case.args)) for got, case in zip(answers, cases, strict=True)):
-            return f" It looks like {meaning}"
-    return ""
-
-
-def _check(name, learner, reference, cases, hint, mistakes) -> CheckResult:
-    result = run_check(name, learner, reference, cases, hint)
-    if result.passed or "not implemented" in result.message:
-        return result
-    message = result.message
-    if "Hint:" not in message:  # run_check gives no hint when the learner's function raised
-        message += f". Hint: {hint}"
-    return CheckResult(False, message + _diagnose(learner, cases, mistakes))
-
-
 # --------------------------------------------------------------------------------- exercise 1
 def check_alpha_bars(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
     r"""Check ``fn(betas) -> alpha_bars``: from ``betas`` float64 ``[T + 1]`` with ``betas[0] = 0``,
@@ -93,19 +49,20 @@ def check_alpha_bars(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
     def shifted(betas):
         return torch.cat([torch.ones(1, dtype=betas.dtype), torch.cumprod(1 - betas, 0)[:-1]])
 
-    mistakes: list[Mistake] = [
-        (lambda b: torch.cumprod(b, 0),
-         "you multiplied the betas. alpha_bar multiplies alpha_s = 1 - beta_s."),
-        (lambda b: torch.cumprod(1 - b[1:], 0),
-         "you dropped index 0: alpha_bars[0] = 1 must stay (t = 0 is the clean data)."),
-        (shifted, "you are off by one: alpha_bar_t includes alpha_t itself (the product runs to s = t)."),
-        (lambda b: 1 - torch.cumsum(b, 0),
-         "you summed the betas: 1 - (beta_1 + ... + beta_t) is only a first-order approximation."),
+    slips = [
+        Slip("you multiplied the betas. alpha_bar multiplies alpha_s = 1 - beta_s.",
+             lambda b: torch.cumprod(b, 0)),
+        Slip("you dropped index 0: alpha_bars[0] = 1 must stay (t = 0 is the clean data).",
+             lambda b: torch.cumprod(1 - b[1:], 0)),
+        Slip("you are off by one: alpha_bar_t includes alpha_t itself (the product runs to s = t).",
+             shifted),
+        Slip("you summed the betas: 1 - (beta_1 + ... + beta_t) is only a first-order approximation.",
+             lambda b: 1 - torch.cumsum(b, 0)),
     ]  # fmt: skip
-    return _check(
+    return run_check_with_slips(
         "alpha_bars", fn, lambda b: Diffusion(b).alpha_bars, cases,
         "alpha_bars[t] is the product of (1 - betas[s]) for s = 0..t; torch.cumprod does it.",
-        mistakes,
+        slips,
     )  # fmt: skip
 
 
@@ -151,20 +108,21 @@ def check_q_sample(
     def noise_std_one(x0, t, eps, ab):
         return coef(ab, t, x0).sqrt() * x0 + eps
 
-    mistakes: list[Mistake] = [
-        (no_sqrt, "a square root is missing: alpha_bar_t and 1 - alpha_bar_t are *variances*; "
-                  "x_t is built from standard deviations."),
-        (swapped, "the two coefficients are swapped: the signal keeps sqrt(alpha_bar_t)."),
-        (off_by_one, "you used alpha_bars[t - 1]; index t already is step t (index 0 = clean data)."),
-        (noise_std_one, "the noise is not scaled: it needs the factor sqrt(1 - alpha_bar_t)."),
+    slips = [
+        Slip("a square root is missing: alpha_bar_t and 1 - alpha_bar_t are *variances*; "
+             "x_t is built from standard deviations.", no_sqrt),
+        Slip("the two coefficients are swapped: the signal keeps sqrt(alpha_bar_t).", swapped),
+        Slip("you used alpha_bars[t - 1]; index t already is step t (index 0 = clean data).",
+             off_by_one),
+        Slip("the noise is not scaled: it needs the factor sqrt(1 - alpha_bar_t).", noise_std_one),
     ]  # fmt: skip
-    return _check(
+    return run_check_with_slips(
         "q_sample", fn,
         lambda x0, t, eps, ab: _diffusion(ab).q_sample(x0, t, noise=eps),
         _q_sample_cases(),
         "x_t = sqrt(alpha_bars[t]) * x0 + sqrt(1 - alpha_bars[t]) * eps, with alpha_bars[t] "
         "reshaped to [B, 1, 1, 1] so that each image gets its own step.",
-        mistakes,
+        slips,
     )  # fmt: skip
 
 
@@ -195,7 +153,7 @@ def check_snr_crossing(fn: Callable[[torch.Tensor], int]) -> CheckResult:
         return got
 
     def zero_based(ab):
-        return first_t_snr_below(_diffusion(ab)) - 1
+        return _diffusion(ab).first_t_snr_below() - 1
 
     def amplitude(ab):
         return int(torch.nonzero(ab[1:].sqrt() < 0.5)[0]) + 1
@@ -203,16 +161,17 @@ def check_snr_crossing(fn: Callable[[torch.Tensor], int]) -> CheckResult:
     def std_over_var(ab):
         return int(torch.nonzero(ab[1:].sqrt() / (1 - ab[1:]) < 1)[0]) + 1
 
-    mistakes: list[Mistake] = [
-        (zero_based, "you returned a 0-based position (or the last t with SNR >= 1); the answer is "
-                     "the step t itself, with alpha_bars[t] the value at step t."),
-        (amplitude, "you compared the signal's standard deviation sqrt(alpha_bar_t) with 1/2. "
-                    "SNR compares the two variances: alpha_bar_t against 1 - alpha_bar_t."),
-        (std_over_var, "you divided a standard deviation by a variance; SNR is a ratio of variances."),
+    slips = [
+        Slip("you returned a 0-based position (or the last t with SNR >= 1); the answer is "
+             "the step t itself, with alpha_bars[t] the value at step t.", zero_based),
+        Slip("you compared the signal's standard deviation sqrt(alpha_bar_t) with 1/2. "
+             "SNR compares the two variances: alpha_bar_t against 1 - alpha_bar_t.", amplitude),
+        Slip("you divided a standard deviation by a variance; SNR is a ratio of variances.",
+             std_over_var),
     ]  # fmt: skip
-    return _check(
-        "snr_crossing", as_int, lambda ab: first_t_snr_below(_diffusion(ab), 1.0), cases,
+    return run_check_with_slips(
+        "snr_crossing", as_int, lambda ab: _diffusion(ab).first_t_snr_below(1.0), cases,
         "SNR(t) = alpha_bars[t] / (1 - alpha_bars[t]); look at t = 1..T only and return the first t "
         "where it is below 1 (torch.nonzero gives positions).",
-        mistakes,
+        slips,
     )  # fmt: skip

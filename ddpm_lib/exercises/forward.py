@@ -3,9 +3,9 @@ r"""Self-checks for chapter 1, the forward Markov chain.
 * :func:`check_q_step` -- one step :math:`x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon`
   (Ho et al. 2020, Eq. 2), against :meth:`ddpm_lib.Diffusion.q_step`;
 * :func:`check_variance_trajectory` -- :math:`\mathrm{Var}\,x_t` for ``t = 0..T`` from
-  :math:`\mathrm{Var}\,x_0`, against :func:`ddpm_lib.viz.forward.variance_trajectory`;
+  :math:`\mathrm{Var}\,x_0`, against :meth:`ddpm_lib.Diffusion.variance_trajectory`;
 * :func:`check_marginal_pdf` -- the density of :math:`x_t` for a 1-D Gaussian-mixture
-  :math:`q(x_0)` (seed 004), against :func:`ddpm_lib.viz.forward.diffused_mixture`.
+  :math:`q(x_0)`, against :meth:`ddpm_lib.toy.GaussianMixture.noised`.
 
 Each returns a :class:`~ddpm_lib.exercises.CheckResult` and never raises for a wrong answer.
 """
@@ -18,7 +18,7 @@ import torch
 
 from .. import schedule
 from ..diffusion import Diffusion
-from ..viz.forward import Mixture1D, diffused_mixture, mixture_pdf, variance_trajectory
+from ..toy import GaussianMixture
 from ._check import Case, CheckResult, run_check
 
 __all__ = ["check_q_step", "check_variance_trajectory", "check_marginal_pdf"]
@@ -80,7 +80,7 @@ def check_variance_trajectory(fn: Callable[[float, torch.Tensor], torch.Tensor])
     ]
 
     def reference(var0, betas):
-        return variance_trajectory(var0, Diffusion(betas))
+        return Diffusion(betas).variance_trajectory(var0)
 
     hint = (
         "return T + 1 values with index 0 = var0 (the clean data). One step multiplies the variance "
@@ -110,7 +110,8 @@ def check_marginal_pdf(fn: Callable[..., torch.Tensor]) -> CheckResult:
         )
 
     def reference(x, alpha_bar_t, weights, means, stds):
-        return mixture_pdf(x, diffused_mixture(Mixture1D(weights, means, stds), alpha_bar_t))
+        q_t = GaussianMixture(weights, means[:, None], stds).noised(alpha_bar_t)
+        return q_t.log_prob(x[:, None]).exp()
 
     hint = (
         "component k of q(x_t) is a Gaussian with mean sqrt(alpha_bar_t) * means[k] and VARIANCE "

@@ -15,22 +15,15 @@ square root, an index off by one, ...) and names the one it matches.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
 from .. import schedule
 from ..diffusion import Diffusion
-from ._check import Case, CheckResult, _compare, run_check
+from ._check import Case, CheckResult, Slip, run_check_with_slips
 
 __all__ = ["check_q_posterior", "check_mu_tilde_from_eps", "check_beta_tilde"]
-
-
-class _Slip(NamedTuple):
-    """A typical wrong answer: ``wrong(*case.args)`` computes it; ``says`` explains it."""
-
-    says: str
-    wrong: Callable[..., Any]
 
 
 def _schedules() -> list[tuple[str, torch.Tensor]]:
@@ -46,9 +39,17 @@ def _steps(T: int) -> list[int]:
     return sorted({1, 2, 3, T // 2, T})
 
 
-def _pair(shape: tuple[int, ...], gen: torch.Generator):
-    return (torch.randn(shape, generator=gen, dtype=torch.float64),
-            torch.randn(shape, generator=gen, dtype=torch.float64))  # fmt: skip
+def _pair_cases(seed: int, shape: tuple[int, ...], names: str) -> list[Case]:
+    """Two standard-normal float64 tensors of ``shape`` (described as ``names``) for every schedule
+    and step: the arguments ``(a, b, t, betas)``."""
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for label, betas in _schedules():
+        for t in _steps(betas.shape[0] - 1):
+            a = torch.randn(shape, generator=gen, dtype=torch.float64)
+            b = torch.randn(shape, generator=gen, dtype=torch.float64)
+            cases.append(Case((a, b, t, betas), f"{label}, t = {t}, {names} {list(shape)}"))
+    return cases
 
 
 def _parts(betas: torch.Tensor, t: int):
@@ -57,46 +58,10 @@ def _parts(betas: torch.Tensor, t: int):
     return betas[t], 1 - betas[t], ab[t], ab[t - 1]
 
 
-def _diagnose(result: CheckResult, fn, cases: list[Case], slips: list[_Slip]) -> CheckResult:
-    """If ``fn`` failed and its answers equal one slip's on every case where that slip is defined,
-    add which slip it is to the message."""
-    if result.passed or "not implemented" in result.message or " raised " in result.message:
-        return result
-    for slip in slips:
-        compared = 0
-        for case in cases:
-            try:
-                want = slip.wrong(*case.args)
-            except Exception:  # the slip is undefined here (e.g. t + 1 > T): skip the case
-                continue
-            try:
-                got = fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in case.args))
-            except Exception:
-                compared = 0
-                break
-            if _compare(got, want, 1e-5, 1e-6) is not None:
-                compared = 0
-                break
-            compared += 1
-        if compared:
-            return CheckResult(False, f"{result.message}\nLikely slip: {slip.says}")
-    return result
-
-
 # ------------------------------------------------------------------------------ q_posterior
 def _q_posterior_ref(x0, x_t, t, betas):
     mean, var = Diffusion(betas).q_posterior(x0, x_t, t)
     return mean, var
-
-
-def _q_posterior_cases() -> list[Case]:
-    gen = torch.Generator().manual_seed(3)
-    cases = []
-    for label, betas in _schedules():
-        for t in _steps(betas.shape[0] - 1):
-            x0, x_t = _pair((2, 1, 3, 3), gen)
-            cases.append(Case((x0, x_t, t, betas), f"{label}, t = {t}, x0 and x_t [2, 1, 3, 3]"))
-    return cases
 
 
 def _posterior_slip(coef_x0, coef_xt, var, swap=False):
@@ -131,8 +96,8 @@ def check_q_posterior(fn: Callable[..., Any]) -> CheckResult:
     ct = lambda b, a, ab, abp: a.sqrt() * (1 - abp) / (1 - ab)  # noqa: E731
     bt = lambda b, a, ab, abp: (1 - abp) / (1 - ab) * b  # noqa: E731
     slips = [
-        _Slip("the coefficients of x0 and x_t are swapped.", _posterior_slip(c0, ct, bt, True)),
-        _Slip(
+        Slip("the coefficients of x0 and x_t are swapped.", _posterior_slip(c0, ct, bt, True)),
+        Slip(
             "abar_t is used where the formula has abar_{t-1} (the prior q(x_{t-1} | x0) lives one "
             "step earlier than x_t).",
             _posterior_slip(
@@ -141,7 +106,7 @@ def check_q_posterior(fn: Callable[..., Any]) -> CheckResult:
                 lambda b, a, ab, abp: b,
             ),
         ),
-        _Slip(
+        Slip(
             "a square root is missing in the mean: sqrt(abar_{t-1}) and sqrt(alpha_t) scale a "
             "standard deviation, not a variance.",
             _posterior_slip(
@@ -150,25 +115,24 @@ def check_q_posterior(fn: Callable[..., Any]) -> CheckResult:
                 bt,
             ),
         ),
-        _Slip(
+        Slip(
             "the variance is returned as a standard deviation (sqrt of beta_tilde_t).",
             _posterior_slip(c0, ct, lambda b, a, ab, abp: bt(b, a, ab, abp).sqrt()),
         ),
-        _Slip(
+        Slip(
             "the formula is evaluated one step too late (t + 1): is your alpha_bar array missing "
             "alpha_bar_0 = 1, or do you index betas with t + 1?",
             _shifted(_q_posterior_ref, 1),
         ),
-        _Slip(
+        Slip(
             "the formula is evaluated one step too early (t - 1): betas[t] is beta_t already.",
             _shifted(_q_posterior_ref, -1),
         ),
     ]
-    cases = _q_posterior_cases()
+    cases = _pair_cases(3, (2, 1, 3, 3), "x0 and x_t")
     hint = ("complete the square in x_{t-1}: the precision is alpha_t/beta_t + "
             "1/(1 - abar_{t-1}); abar = cumprod(1 - betas) has abar[0] = 1.")  # fmt: skip
-    result = run_check("q_posterior", fn, _q_posterior_ref, cases, hint)
-    return _diagnose(result, fn, cases, slips)
+    return run_check_with_slips("q_posterior", fn, _q_posterior_ref, cases, hint, slips)
 
 
 # ------------------------------------------------------------------------- mu_tilde_from_eps
@@ -195,38 +159,32 @@ def check_mu_tilde_from_eps(fn: Callable[..., Any]) -> CheckResult:
     one_over_sqrt_a = lambda b, a, ab, abp: 1 / a.sqrt()  # noqa: E731
     eps_c = lambda b, a, ab, abp: b / (1 - ab).sqrt()  # noqa: E731
     slips = [
-        _Slip(
+        Slip(
             "the front factor is 1/sqrt(abar_t); one reverse step undoes one forward step, so "
             "it is 1/sqrt(alpha_t).",
             _mu_eps_slip(lambda b, a, ab, abp: 1 / ab.sqrt(), eps_c),
         ),
-        _Slip(
+        Slip(
             "the noise coefficient is beta_t/(1 - abar_t): the square root is missing.",
             _mu_eps_slip(one_over_sqrt_a, lambda b, a, ab, abp: b / (1 - ab)),
         ),
-        _Slip(
+        Slip(
             "the noise is added instead of subtracted.", _mu_eps_slip(one_over_sqrt_a, eps_c, 1.0)
         ),
-        _Slip(
+        Slip(
             "this is the estimate of x0, (x_t - sqrt(1 - abar_t) eps)/sqrt(abar_t), not the "
             "posterior mean of x_{t-1}.",
             _mu_eps_slip(
                 lambda b, a, ab, abp: 1 / ab.sqrt(), lambda b, a, ab, abp: (1 - ab).sqrt()
             ),
         ),
-        _Slip("the formula is evaluated at t + 1 (index off by one).", _shifted(_mu_eps_ref, 1)),
-        _Slip("the formula is evaluated at t - 1 (index off by one).", _shifted(_mu_eps_ref, -1)),
+        Slip("the formula is evaluated at t + 1 (index off by one).", _shifted(_mu_eps_ref, 1)),
+        Slip("the formula is evaluated at t - 1 (index off by one).", _shifted(_mu_eps_ref, -1)),
     ]
-    gen = torch.Generator().manual_seed(5)
-    cases = []
-    for label, betas in _schedules():
-        for t in _steps(betas.shape[0] - 1):
-            x_t, eps = _pair((3, 1, 4, 4), gen)
-            cases.append(Case((x_t, eps, t, betas), f"{label}, t = {t}, x_t and eps [3, 1, 4, 4]"))
+    cases = _pair_cases(5, (3, 1, 4, 4), "x_t and eps")
     hint = ("substitute x0 = (x_t - sqrt(1 - abar_t) eps)/sqrt(abar_t) into the x0-form of the "
             "mean and collect the x_t terms: their coefficient simplifies to 1/sqrt(alpha_t).")  # fmt: skip
-    result = run_check("mu_tilde_from_eps", fn, _mu_eps_ref, cases, hint)
-    return _diagnose(result, fn, cases, slips)
+    return run_check_with_slips("mu_tilde_from_eps", fn, _mu_eps_ref, cases, hint, slips)
 
 
 # ------------------------------------------------------------------------------- beta_tilde
@@ -248,11 +206,11 @@ def check_beta_tilde(fn: Callable[..., Any]) -> CheckResult:
         return out
 
     slips = [
-        _Slip(
+        Slip(
             "the ratio is upside down: it is (1 - abar_{t-1})/(1 - abar_t), below 1.",
             ratio_inverted,
         ),
-        _Slip(
+        Slip(
             "this is beta_t itself: abar_t is used where the formula has abar_{t-1}, so the "
             "ratio cancels.",
             lambda betas: betas.clone(),
@@ -261,8 +219,7 @@ def check_beta_tilde(fn: Callable[..., Any]) -> CheckResult:
     cases = [Case((betas,), label) for label, betas in _schedules()]
     hint = ("beta_tildes[0] must be 0 (a placeholder), and beta_tildes[1] = 0 too since "
             "abar_0 = 1; compute abar = cumprod(1 - betas) over the whole [T + 1] tensor.")  # fmt: skip
-    result = run_check("beta_tilde", fn, _beta_tilde_ref, cases, hint)
-    result = _diagnose(result, fn, cases, slips)
+    result = run_check_with_slips("beta_tilde", fn, _beta_tilde_ref, cases, hint, slips)
     if result.passed or "Likely slip" in result.message:
         return result
     try:  # right from t = 1 on, wrong only at the placeholder?

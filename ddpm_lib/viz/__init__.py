@@ -1,7 +1,23 @@
-"""Visual helpers for the book: one drawing function each, shown live (ipywidgets) in a kernel and
-as a JavaScript animation in the static book (see :func:`explore`)."""
+"""Visual helpers for the book: they draw what the library computes, and hold no math of their own.
+
+Every ``draw_*`` draws into a matplotlib figure (``draw_*(fig, ...)``); one drawing function is shown
+live (ipywidgets) in a kernel and as a JavaScript animation in the static book (:func:`explore`).
+One module per chapter: :mod:`.forward` (1), :mod:`.closed_form` (2), :mod:`.posterior` (3).
+"""
 
 from ._live import animate, explore, make_widget
-from .images import image_grid, show_images, to_display
+from .common import Chain, run_chain, schedule_pair
+from .images import draw_image, draw_images, image_grid, to_display
 
-__all__ = ["animate", "explore", "make_widget", "image_grid", "show_images", "to_display"]
+__all__ = [
+    "Chain",
+    "animate",
+    "draw_image",
+    "draw_images",
+    "explore",
+    "image_grid",
+    "make_widget",
+    "run_chain",
+    "schedule_pair",
+    "to_display",
+]

@@ -1,21 +1,33 @@
-"""Image grids for MNIST-sized tensors in [-1, 1]."""
+"""Images in [-1, 1] (the model's data range) for display: one image into an axes, a row of them
+into a figure, a grid as one array."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import torch
 
-__all__ = ["to_display", "image_grid", "show_images"]
+__all__ = ["to_display", "draw_image", "draw_images", "image_grid"]
 
 
 def to_display(x: torch.Tensor) -> torch.Tensor:
-    """``[..., 28, 28]`` in [-1, 1] -> float ``[..., 28, 28]`` in [0, 1] for ``imshow`` (values
+    """``[..., H, W]`` in [-1, 1] -> float ``[..., H, W]`` in [0, 1] for ``imshow`` (values
     outside [-1, 1], e.g. a noisy ``x_t``, are clipped for display only)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     return ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def draw_image(ax, x: torch.Tensor) -> None:
+    """Show one image ``x`` (``[H, W]``, ``[1, H, W]`` or ``[1, 1, H, W]``, in [-1, 1]) in ``ax``,
+    grey levels fixed to [-1, 1] so that images side by side are comparable; no ticks (the axes
+    keeps its frame and labels: call ``ax.set_axis_off()`` to drop them too)."""
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.numel() != x.shape[-2] * x.shape[-1]:
+        shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be one image [H, W], [1, H, W] or [1, 1, H, W], got {shape}")
+    ax.imshow(to_display(x).reshape(x.shape[-2:]).numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def image_grid(x: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
@@ -36,21 +48,16 @@ def image_grid(x: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
     return grid
 
 
-def show_images(
-    images: Sequence[torch.Tensor] | torch.Tensor,
-    titles: Sequence[str] | None = None,
-    fig: plt.Figure | None = None,
-    cmap: str = "gray",
-) -> plt.Figure:
+def draw_images(
+    fig, images: Sequence[torch.Tensor] | torch.Tensor, titles: Sequence[str] | None = None
+) -> None:
     """One row of images (each ``[1, H, W]`` or ``[H, W]`` in [-1, 1]) with optional titles."""
     images = list(images)
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"got {len(images)} images but {len(titles)} titles")
-    fig = fig or plt.figure(figsize=(1.6 * len(images), 1.9))
     for i, img in enumerate(images):
         ax = fig.add_subplot(1, len(images), i + 1)
-        ax.imshow(to_display(img).reshape(img.shape[-2:]), cmap=cmap, vmin=0, vmax=1)
+        draw_image(ax, img)
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
-    return fig

@@ -1,0 +1,300 @@
+r"""Toy data whose diffusion is solvable exactly: the references the book checks the library against.
+
+* :class:`GaussianMixture` -- :math:`q(x_0) = \sum_k \pi_k\,\mathcal N(x_0;\ \mu_k, s_k^2 I)` in any
+  dimension ``D``. The diffusion kernel :math:`q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0,
+  (1-\bar\alpha_t) I)` (Ho et al. 2020, Eq. 4) is a Gaussian convolution, so the marginal
+  :math:`q(x_t)` is again a mixture (:meth:`GaussianMixture.noised`) with a density, a score and
+  samples in closed form.
+* Data on a few points (chapter 3): :func:`data_posterior`, :math:`q(x_0 = v_k \mid x_t)`;
+  :func:`bayes_on_grid`, the reverse step :math:`q(x_{t-1} \mid x_t)` by Bayes' rule on a 1-D grid
+  with no posterior formula; :func:`regress_posterior`, a Monte Carlo estimate of
+  :math:`q(x_{t-1} \mid x_t, x_0)`.
+
+Everything is computed in float64 on the CPU. Shapes: points ``[n, D]``, densities ``[n]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import torch
+
+from ._validate import check_t
+
+if TYPE_CHECKING:
+    from .diffusion import Diffusion
+
+__all__ = [
+    "GaussianMixture",
+    "three_bumps",
+    "GridPosterior",
+    "Regression",
+    "data_posterior",
+    "bayes_on_grid",
+    "regress_posterior",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _float64(name: str, value: object) -> torch.Tensor:
+    try:
+        v = torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be numbers (a tensor or a list), got {value!r}") from err
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError(f"{name} must be finite, got {v.tolist()}")
+    return v
+
+
+class GaussianMixture:
+    r"""An isotropic Gaussian mixture :math:`q(x) = \sum_{k=1}^K \pi_k\,\mathcal N(x;\ \mu_k,
+    s_k^2 I)` in ``D`` dimensions.
+
+    Args:
+        weights: :math:`\pi_k`, ``[K]``, each > 0, summing to 1.
+        means: :math:`\mu_k`, ``[K, D]``.
+        stds: :math:`s_k`, ``[K]``, each > 0 (one standard deviation per component).
+
+    Tensors or nested lists; stored as float64 tensors ``weights``, ``means``, ``stds``.
+    """
+
+    __slots__ = ("weights", "means", "stds")
+
+    def __init__(self, weights: object, means: object, stds: object):
+        w, m, s = _float64("weights", weights), _float64("means", means), _float64("stds", stds)
+        if not (w.dim() == 1 and m.dim() == 2 and s.dim() == 1 and len(w) >= 1
+                and m.shape[0] == s.shape[0] == len(w) and m.shape[1] >= 1):  # fmt: skip
+            raise ValueError(
+                "weights [K], means [K, D] and stds [K] must share one length K >= 1, got shapes "
+                f"{list(w.shape)}, {list(m.shape)} and {list(s.shape)}"
+            )
+        if bool((w <= 0).any()) or abs(float(w.sum()) - 1.0) > 1e-9:
+            raise ValueError(f"weights must be > 0 and sum to 1, got {w.tolist()}")
+        if bool((s <= 0).any()):
+            raise ValueError(f"stds must be > 0, got {s.tolist()}")
+        self.weights, self.means, self.stds = w, m, s
+
+    @property
+    def K(self) -> int:
+        """The number of components."""
+        return len(self.weights)
+
+    @property
+    def D(self) -> int:
+        """The dimension of a point."""
+        return self.means.shape[1]
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture(K={self.K}, D={self.D})"
+
+    def _check_x(self, x: object) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
+            raise TypeError(f"x must be a floating-point torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 2 or x.shape[1] != self.D:
+            raise ValueError(f"x must have shape [n, D] = [n, {self.D}], got {list(x.shape)}")
+        return x.detach().to(torch.float64).cpu()
+
+    def _joint_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log \pi_k + \log\mathcal N(x;\ \mu_k, s_k^2 I)` for checked ``x`` ``[n, D]``:
+        ``[n, K]``."""
+        sq = (x[:, None, :] - self.means).pow(2).sum(-1) / self.stds**2
+        return self.weights.log() - 0.5 * sq - self.D * (self.stds.log() + 0.5 * _LOG_2PI)
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``n`` draws: a component ``k`` with probability ``weights[k]``, then its Gaussian noise.
+        Returns float64 ``[n, D]`` (and the components, int64 ``[n]``, if ``return_labels``)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = torch.randn(n, self.D, generator=generator, dtype=torch.float64)
+        x = self.means[k] + self.stds[k, None] * z
+        return (x, k) if return_labels else x
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log q(x)` at every row of ``x`` ``[n, D]``: float64 ``[n]``."""
+        return torch.logsumexp(self._joint_log_prob(self._check_x(x)), dim=-1)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\nabla_x \log q(x) = \sum_k r_k(x)\,(\mu_k - x)/s_k^2` with the responsibilities
+        :math:`r_k(x) = q(k \mid x)`, at every row of ``x`` ``[n, D]``: float64 ``[n, D]``."""
+        x = self._check_x(x)
+        r = torch.softmax(self._joint_log_prob(x), dim=-1)
+        pull = (self.means - x[:, None, :]) / self.stds[:, None] ** 2  # [n, K, D]
+        return (r[:, :, None] * pull).sum(1)
+
+    def cdf(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_k \pi_k\,\Phi\big((x - \mu_k)/s_k\big)` for ``D = 1`` (e.g. for a
+        Kolmogorov-Smirnov test): ``x`` ``[n, 1]``, float64 ``[n]``."""
+        if self.D != 1:
+            raise ValueError(f"cdf needs a 1-D mixture (D = 1), this one has D = {self.D}")
+        z = (self._check_x(x) - self.means[:, 0]) / self.stds  # [n, K]
+        return (self.weights * 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))).sum(-1)
+
+    def noised(self, alpha_bar: float | torch.Tensor) -> GaussianMixture:
+        r"""The mixture of :math:`q(x_t) = \int q(x_t \mid x_0)\,q(x_0)\,dx_0` for
+        :math:`\bar\alpha_t` = ``alpha_bar`` (one number in [0, 1]): each component becomes
+        :math:`\mathcal N(\sqrt{\bar\alpha_t}\,\mu_k,\ (\bar\alpha_t s_k^2 + 1 - \bar\alpha_t) I)`,
+        with the same weights (Ho et al. 2020, Eq. 4, convolved with each component)."""
+        ab = torch.as_tensor(alpha_bar, dtype=torch.float64).detach().cpu()
+        if ab.dim() != 0 or not 0.0 <= float(ab) <= 1.0:
+            raise ValueError(f"alpha_bar must be one number in [0, 1], got {alpha_bar!r}")
+        return GaussianMixture(
+            self.weights, ab.sqrt() * self.means, (ab * self.stds**2 + 1.0 - ab).sqrt()
+        )
+
+
+def three_bumps() -> GaussianMixture:
+    """Chapter 1's data distribution (``D = 1``): three narrow bumps at -0.8, 0.1 and 0.75 in
+    [-1, 1], weights 0.25, 0.45, 0.30, standard deviation 0.05 each."""
+    return GaussianMixture([0.25, 0.45, 0.30], [[-0.8], [0.1], [0.75]], [0.05, 0.05, 0.05])
+
+
+# ------------------------------------------------------------------ data on a few points (ch. 3)
+class GridPosterior(NamedTuple):
+    """A density tabulated on a grid: ``grid`` and ``density`` float64 ``[n]`` (it integrates to
+    1), and its ``mean`` and ``variance`` (Simpson's rule)."""
+
+    grid: np.ndarray
+    density: np.ndarray
+    mean: float
+    variance: float
+
+
+class Regression(NamedTuple):
+    r"""Least-squares fit :math:`x_{t-1} \approx \text{slope}\cdot x_t + \text{intercept}` on simulated
+    pairs (float64 ``[n]`` each), with standard errors and the residual variance."""
+
+    x_t: torch.Tensor
+    x_prev: torch.Tensor
+    slope: float
+    intercept: float
+    residual_variance: float
+    slope_se: float
+    intercept_se: float
+    residual_variance_se: float
+
+
+def _step(d: Diffusion, t: int, lo: int) -> int:
+    return int(check_t(t, lo, d.T))
+
+
+def _points(x0_values: Sequence[float], x0_probs: Sequence[float] | None):
+    values = np.atleast_1d(np.asarray(x0_values, dtype=np.float64))
+    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError(f"x0_values must be a non-empty list of finite numbers, got {x0_values}")
+    if x0_probs is None:
+        return values, np.full(values.size, 1.0 / values.size)
+    probs = np.asarray(x0_probs, dtype=np.float64)
+    if probs.shape != values.shape or np.any(probs <= 0) or abs(probs.sum() - 1) > 1e-9:
+        raise ValueError(
+            f"x0_probs must hold {values.size} positive probabilities summing to 1, got {x0_probs}"
+        )
+    return values, probs
+
+
+def data_posterior(
+    d: Diffusion,
+    x_t: float,
+    t: int,
+    x0_values: Sequence[float],
+    x0_probs: Sequence[float] | None = None,
+) -> np.ndarray:
+    r"""For data that takes the values :math:`v_k` with probabilities :math:`p_k`, the probability of
+    each value given the noisy :math:`x_t`, by Bayes with Ho et al. 2020, Eq. 4:
+
+    .. math:: q(x_0 = v_k \mid x_t) = \frac{p_k\,\mathcal N(x_t; \sqrt{\bar\alpha_t} v_k,
+        1-\bar\alpha_t)}{\sum_j p_j\,\mathcal N(x_t; \sqrt{\bar\alpha_t} v_j, 1-\bar\alpha_t)}
+
+    ``t`` in ``[1, T]``; returns float64 ``[K]`` summing to 1 (uniform ``p`` if ``x0_probs`` is None).
+    """
+    t = _step(d, t, 1)
+    values, probs = _points(x0_values, x0_probs)
+    ab = float(d.alpha_bars[t])
+    # q(x_t) for point data is the mixture of the noised points; its responsibilities are the answer.
+    q_t = GaussianMixture(
+        probs, math.sqrt(ab) * values[:, None], np.full(values.size, math.sqrt(1 - ab))
+    )
+    joint = q_t._joint_log_prob(torch.tensor([[float(x_t)]], dtype=torch.float64))[0]
+    return torch.softmax(joint, dim=0).numpy()
+
+
+def bayes_on_grid(
+    d: Diffusion,
+    x_t: float,
+    t: int,
+    x0_values: Sequence[float],
+    x0_probs: Sequence[float] | None = None,
+    n: int = 20_001,
+) -> GridPosterior:
+    r"""Bayes' rule for one reverse step, by brute force on a 1-D grid (no posterior formula used):
+
+    .. math:: q(x_{t-1}\mid x_t) = \frac{q(x_t\mid x_{t-1})\,q(x_{t-1})}{\int q(x_t\mid x')\,q(x')
+        \,dx'},\qquad q(x_{t-1}) = \sum_k p_k\,\mathcal N\big(x_{t-1};\sqrt{\bar\alpha_{t-1}}\,v_k,
+        1-\bar\alpha_{t-1}\big)
+
+    with :math:`q(x_t\mid x_{t-1}) = \mathcal N(x_t; \sqrt{\alpha_t}x_{t-1}, \beta_t)` (Ho et al.
+    2020, Eqs. 2 and 4). With one value :math:`v_1 = x_0` this is :math:`q(x_{t-1}\mid x_t, x_0)`.
+
+    A coarse pass over every plausible region finds where the posterior lives; the fine grid of
+    ``n`` points spans that region only. Args: ``x_t`` a number; ``t`` in ``[2, T]`` (at ``t = 1``
+    the single-point posterior is a point mass, which no grid resolves); ``n`` odd, ``>= 101``.
+    """
+    from scipy import integrate, special, stats
+
+    t = _step(d, t, 2)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 101 or n % 2 == 0:
+        raise ValueError(f"n must be an odd integer >= 101, got {n}")
+    values, probs = _points(x0_values, x0_probs)
+    alpha, beta, ab_prev = float(d.alphas[t]), float(d.betas[t]), float(d.alpha_bars[t - 1])
+    prior_sd = math.sqrt(1 - ab_prev)
+
+    def log_post(x: np.ndarray) -> np.ndarray:
+        comps = stats.norm.logpdf(x[:, None], math.sqrt(ab_prev) * values[None, :], prior_sd)
+        log_prior = special.logsumexp(comps + np.log(probs)[None, :], axis=1)
+        return log_prior + stats.norm.logpdf(x_t, math.sqrt(alpha) * x, math.sqrt(beta))
+
+    centres = [x_t / math.sqrt(alpha), *(math.sqrt(ab_prev) * values)]
+    widths = (math.sqrt(beta / alpha), prior_sd)
+    lo, hi = min(centres) - 12 * max(widths), max(centres) + 12 * max(widths)
+    n_coarse = int(min(max((hi - lo) / (min(widths) / 8), 2_001), 2_000_001))
+    coarse = np.linspace(lo, hi, n_coarse)
+    lp = log_post(coarse)
+    inside = np.nonzero(lp > lp.max() - 60.0)[0]  # e^-60: nothing outside contributes
+    step = coarse[1] - coarse[0]
+    grid = np.linspace(coarse[inside[0]] - 2 * step, coarse[inside[-1]] + 2 * step, n)
+    lp = log_post(grid)
+    unnorm = np.exp(lp - lp.max())  # the shift avoids underflow; normalised next
+    density = unnorm / integrate.simpson(unnorm, x=grid)
+    mean = float(integrate.simpson(grid * density, x=grid))
+    variance = float(integrate.simpson((grid - mean) ** 2 * density, x=grid))
+    return GridPosterior(grid, density, mean, variance)
+
+
+def regress_posterior(
+    d: Diffusion, x0: float, t: int, n: int, generator: torch.Generator | None = None
+) -> Regression:
+    r"""Monte Carlo: draw ``n`` pairs :math:`x_{t-1}\sim q(x_{t-1}\mid x_0)` (Ho et al. 2020, Eq. 4),
+    then :math:`x_t \sim q(x_t\mid x_{t-1})` (Eq. 2), and fit :math:`x_{t-1}` on :math:`[x_t, 1]` by
+    least squares. Given :math:`x_0` the pair is jointly Gaussian, so the fit recovers the posterior
+    mean's coefficients (slope :math:`\approx` the :math:`x_t` one, intercept :math:`\approx` the
+    :math:`x_0` one times :math:`x_0`) and the residual variance :math:`\approx\tilde\beta_t`.
+    ``t`` in ``[2, T]``, ``n >= 10``."""
+    t = _step(d, t, 2)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 10:
+        raise ValueError(f"n must be an integer >= 10, got {n}")
+    x0s = torch.full((n, 1), float(x0), dtype=torch.float64)
+    x_prev = d.q_sample(x0s, t - 1, generator=generator)
+    x_t = d.q_step(x_prev, t, generator=generator)
+    design = torch.cat([x_t, torch.ones_like(x_t)], dim=1)
+    coef = torch.linalg.lstsq(design, x_prev).solution[:, 0]
+    resid = x_prev[:, 0] - design @ coef
+    s2 = float(resid.pow(2).sum()) / (n - 2)
+    cov = s2 * torch.linalg.inv(design.T @ design)  # the textbook OLS covariance
+    return Regression(x_t[:, 0], x_prev[:, 0], float(coef[0]), float(coef[1]), s2,
+                      float(cov[0, 0].sqrt()), float(cov[1, 1].sqrt()), s2 * math.sqrt(2 / n))  # fmt: skip
