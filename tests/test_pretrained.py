@@ -13,8 +13,7 @@ import torch
 
 import ddpm_lib
 from ddpm_lib import hub, sample
-from ddpm_lib.metrics import class_accuracy, mnist_fid
-from ddpm_lib.metrics.classifier import predict
+from ddpm_lib.metrics import class_accuracy, load_classifier, mnist_fid, predict
 
 UNETS = ("mnist-unet", "mnist-unet-cfg")
 MAX_TOTAL_BYTES = 20 * 1024 * 1024
@@ -88,7 +87,7 @@ def test_unconditional_model_draws_every_digit():
     with torch.no_grad():
         x = sample.ddim(model, diffusion, N, steps=STEPS, generator=g)
     assert x.shape == (N, 1, 28, 28) and torch.isfinite(x).all()
-    counts = torch.bincount(predict(hub.load_classifier(), x), minlength=10)
+    counts = torch.bincount(predict(load_classifier(), x), minlength=10)
     assert int((counts > 0).sum()) >= MIN_CLASSES_UNCOND, counts.tolist()
     assert int(counts.max()) <= 0.3 * N, f"one digit dominates: {counts.tolist()}"
     fid = mnist_fid(x)

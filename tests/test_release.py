@@ -1,4 +1,5 @@
-"""The path from a training run to shipped weights: export, checksum-verified loading, evaluation.
+"""The path from a training run to shipped weights (``tools/release.py``, the maintainer's tool):
+export, checksum-verified loading, evaluation.
 
 A 4-step tiny class-conditional run stands in for the real one; everything is written to a copy of
 the weights folder (``DDPM_LIB_WEIGHTS_DIR``), never to the package.
@@ -8,14 +9,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import ddpm_lib
-from ddpm_lib import hub, io, release
+from ddpm_lib import hub, io
 from ddpm_lib.config import get_config
 from ddpm_lib.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import release  # noqa: E402
 
 NAME = "test-unet"
 COMMAND = "python -m ddpm_lib.train --preset tiny --out RUN --steps 4"
@@ -43,7 +51,7 @@ def test_export_writes_file_and_complete_entry(weights, run_dir):
     data = (weights / entry.file).read_bytes()
     assert entry.sha256 == hub.sha256_of(data) and entry.size_bytes == len(data)
     assert entry.dtype == "float16"
-    content = hub.read_safetensors(data)
+    content = io.parse_safetensors(data)
     assert {t.dtype for t in content.tensors.values() if t.is_floating_point()} == {torch.float16}
     facts = json.loads((run_dir / io.METRICS_FILE).read_text())
     info = entry.info
@@ -128,7 +136,7 @@ def test_cli_export_and_evaluate(weights, run_dir, capsys):
         ("ancestral", 1000, 1.0),
         ("ancestral", 1000, 3.0),
     ]
-    assert recs[0]["command"].startswith("python -m ddpm_lib.release evaluate --name cli")
+    assert recs[0]["command"].startswith("python tools/release.py evaluate --name cli")
 
 
 def test_evaluate_in_bf16_is_recorded_and_close_to_fp32(weights):
@@ -145,3 +153,15 @@ def test_evaluate_in_bf16_is_recorded_and_close_to_fp32(weights):
                          "--precision", "bf16", "--batch-size", "4"]) == 0  # fmt: skip
     rec = hub.load_manifest()[NAME].info["metrics"][-1]
     assert rec["precision"] == "bf16" and rec["command"].endswith("--precision bf16")
+
+
+def test_release_is_a_script_outside_the_installed_package():
+    assert not (ROOT / "ddpm_lib" / "release.py").exists()
+    done = subprocess.run(
+        [sys.executable, "tools/release.py", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "export" in done.stdout and "evaluate" in done.stdout
