@@ -257,6 +257,7 @@ def test_feature_stats_shapes_and_validation(clf, test_set):
         feature_stats(load_mnist("test").images[:10, None], clf)
 
 
+@pytest.mark.slow  # features of 13k images and two matrix square roots
 def test_mnist_fid_real_vs_noise(clf, test_set):
     # A random subset: the test set is ordered by writer population, so its first 1000 images
     # are not a fair sample of it.

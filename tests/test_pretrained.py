@@ -81,6 +81,7 @@ def test_loads_on_cpu_in_eval_mode_with_the_papers_schedule(name):
     assert (model.config.num_classes is not None) == name.endswith("-cfg")
 
 
+@pytest.mark.slow
 def test_unconditional_model_draws_every_digit():
     model, diffusion = ddpm_lib.pretrained("mnist-unet")
     g = torch.Generator().manual_seed(0)
@@ -94,6 +95,7 @@ def test_unconditional_model_draws_every_digit():
     assert fid.fid < MAX_FID_UNCOND, fid
 
 
+@pytest.mark.slow
 def test_guided_model_draws_the_requested_digit():
     model, diffusion = ddpm_lib.pretrained("mnist-unet-cfg")
     labels = torch.arange(N_CFG) % 10
@@ -111,6 +113,7 @@ def test_guided_model_draws_the_requested_digit():
     assert class_accuracy(x, labels) >= MIN_CFG_ACCURACY
 
 
+@pytest.mark.slow
 def test_noise_fails_the_same_checks():
     """The bounds above mean something: pure noise (clipped to the image range) fails them."""
     x = torch.randn(N, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)

@@ -29,6 +29,11 @@ NAME = "test-unet"
 COMMAND = "python -m ddpm_lib.train --preset tiny --out RUN --steps 4"
 
 
+# Every test that exports (the `weights` fixture) runs a tiny training run's export and its
+# fp16-cast measurement on MNIST: seconds each, so they are slow tests.
+slow = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
@@ -46,6 +51,7 @@ def weights(tmp_path, monkeypatch, run_dir):
     return directory
 
 
+@slow
 def test_export_writes_file_and_complete_entry(weights, run_dir):
     entry = hub.load_manifest()[NAME]
     data = (weights / entry.file).read_bytes()
@@ -63,6 +69,7 @@ def test_export_writes_file_and_complete_entry(weights, run_dir):
     assert info["metrics"] == []
 
 
+@slow
 def test_pretrained_returns_eval_model_and_matching_diffusion(weights, run_dir):
     model, diffusion = ddpm_lib.pretrained(NAME)
     assert not model.training and next(model.parameters()).dtype == torch.float32
@@ -76,6 +83,7 @@ def test_pretrained_returns_eval_model_and_matching_diffusion(weights, run_dir):
     assert not torch.equal(a, b)  # ... and it really is the cast file, not the run's fp32 one
 
 
+@slow
 def test_tampered_or_inconsistent_weights_are_refused(weights):
     entry = hub.load_manifest()[NAME]
     path = weights / entry.file
@@ -93,6 +101,7 @@ def test_tampered_or_inconsistent_weights_are_refused(weights):
         ddpm_lib.pretrained(NAME)
 
 
+@slow
 def test_unknown_names_and_bad_arguments(weights, run_dir):
     with pytest.raises(ValueError, match="available: .*test-unet"):
         ddpm_lib.pretrained("mnist-nothing")
@@ -108,6 +117,7 @@ def test_unknown_names_and_bad_arguments(weights, run_dir):
         release.evaluate(NAME, 1)
 
 
+@slow
 def test_evaluate_records_metrics_in_the_manifest(weights):
     r = release.evaluate(NAME, 20, steps=3, guidance_scale=2.0, batch_size=8, command="cmd")
     assert r.samples.shape == (20, 1, 28, 28) and r.samples.abs().max() <= 1
@@ -121,6 +131,7 @@ def test_evaluate_records_metrics_in_the_manifest(weights):
     ddpm_lib.pretrained(NAME)  # metrics do not touch the verified file
 
 
+@slow
 def test_cli_export_and_evaluate(weights, run_dir, capsys):
     assert (
         release.main(["export", "--run", str(run_dir), "--name", "cli", "--train-command", "c"])
@@ -139,6 +150,7 @@ def test_cli_export_and_evaluate(weights, run_dir, capsys):
     assert recs[0]["command"].startswith("python tools/release.py evaluate --name cli")
 
 
+@slow
 def test_evaluate_in_bf16_is_recorded_and_close_to_fp32(weights):
     kw = dict(steps=3, guidance_scale=1.0, batch_size=8, record=False)
     full = release.evaluate(NAME, 8, **kw)
