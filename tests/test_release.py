@@ -42,12 +42,23 @@ def run_dir(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def weights(tmp_path, monkeypatch, run_dir):
-    directory = tmp_path / "weights"
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, run_dir):
+    """A copy of the shipped weights folder with the run exported into it (once per module)."""
+    directory = tmp_path_factory.mktemp("exported") / "weights"
     shutil.copytree(hub.weights_dir(), directory)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(hub.ENV_VAR, str(directory))
+        release.export_run(run_dir, NAME, COMMAND, description="test")
+    return directory
+
+
+@pytest.fixture
+def weights(tmp_path, monkeypatch, exported):
+    """A fresh copy of ``exported`` for each test, which may change it."""
+    directory = tmp_path / "weights"
+    shutil.copytree(exported, directory)
     monkeypatch.setenv(hub.ENV_VAR, str(directory))
-    release.export_run(run_dir, NAME, COMMAND, description="test")
     return directory
 
 
