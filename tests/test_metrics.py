@@ -185,6 +185,7 @@ def test_shipped_classifier_accuracy(clf, test_set):
     assert evaluate_accuracy(clf, x[:2000], y[:2000]) >= 0.985
 
 
+@pytest.mark.slow  # 4000 classifications
 def test_class_accuracy(clf, test_set):
     x, y = test_set
     assert class_accuracy(x[:2000], y[:2000], clf) >= 0.985
@@ -209,6 +210,7 @@ def test_random_shift_moves_but_keeps_ink(test_set):
     assert shifted.min() == -1 and shifted.max() == x.max()
 
 
+@pytest.mark.slow  # three training runs
 def test_train_classifier_deterministic(tmp_path, monkeypatch):
     # A tiny stand-in dataset keeps this fast; the real run is documented in the manifest.
     class Split:

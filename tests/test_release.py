@@ -178,6 +178,7 @@ def test_evaluate_in_bf16_is_recorded_and_close_to_fp32(weights):
     assert rec["precision"] == "bf16" and rec["command"].endswith("--precision bf16")
 
 
+@slow  # a Python process that imports torch
 def test_release_is_a_script_outside_the_installed_package():
     assert not (ROOT / "ddpm_lib" / "release.py").exists()
     done = subprocess.run(
