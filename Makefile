@@ -1,6 +1,7 @@
 # ddpm-book — every command a reader, a student or CI needs.
 #   make book   build the rendered book into _build/html (installs everything first)
 #   make test   lint + unit tests + notebooks under nbval + book build + browser check
+#   make test-fast  the unit tests not marked slow (about a minute): the loop to run while you work
 #   make test-newest  fast unit tests + every chapter on the newest Python and newest releases
 #   make test-oldest  the same on Python 3.10 with the lowest declared versions (not run by CI)
 # book and test create ./.venv on first use, test-newest/-oldest ./.venv-newest/-oldest; Python >= 3.10
@@ -16,8 +17,8 @@ TORCH_SPEC ?= torch>=2.2
 BOOK_PROFILE ?= default
 STAMP      := $(VENV)/.installed-stamp
 
-.PHONY: install book test lint unit nbval browser chromium clean test-newest test-oldest \
-        gpu-bundle gpu-smoke
+.PHONY: install book test test-fast lint unit nbval browser chromium clean test-newest \
+        test-oldest gpu-bundle gpu-smoke
 
 # test-newest: a second venv with the newest Python on the machine (a pyenv 3.x.y; override with
 # NEWEST_PYTHON=/path/to/python3.X) and the newest release of every dependency, as Colab will
@@ -62,6 +63,11 @@ lint: $(STAMP)
 
 unit: $(STAMP) gpu-bundle
 	$(BIN)/python -m pytest tests -q --timeout=600
+
+# Without the tests marked slow (training runs, pretrained sampling, SIGKILL and torchrun runs, the
+# GPU-run smoke): `make unit` and `make test` run those too.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m "not slow" --timeout=600
 
 nbval: $(STAMP)
 	@if ls book/*.ipynb >/dev/null 2>&1; then \
@@ -135,13 +141,15 @@ define versions_and_fast_tests
 endef
 
 # What the GPU run (benchmarks/gpu_run.sh) needs beyond the tracked tree on a CUDA machine that has
-# torch but no network: the MNIST arrays (the four IDX .gz files, sha256-checked when loaded) and
-# the wheels of the peer model's package (diffusers) and of what it needs beyond such a machine's
-# packages. Python 3.12 wheels, installed there with pip --no-index --no-deps.
+# torch but no network: the MNIST arrays (ddpm_lib.data's cache, mnist-train.npz and mnist-test.npz:
+# compressed uint8 arrays, sha256-checked when loaded) and the wheels of the peer model's package
+# (diffusers) and of what it needs beyond such a machine's packages. Python 3.12 wheels, installed
+# there with pip --no-index --no-deps. The data layer's sources are prerequisites: a change of the
+# cache format rebuilds the bundle.
 GPU_BUNDLE   ?= .gpu-bundle
 BUNDLE_WHEELS = diffusers==0.42.1 importlib_metadata==10.2.0 zipp==4.1.2
 gpu-bundle: $(GPU_BUNDLE)/.complete
-$(GPU_BUNDLE)/.complete: $(STAMP) Makefile
+$(GPU_BUNDLE)/.complete: $(STAMP) Makefile $(wildcard ddpm_lib/data/*.py)
 	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/wheels $(GPU_BUNDLE)/mnist
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 	  --implementation cp --platform manylinux2014_x86_64 -d $(GPU_BUNDLE)/wheels $(BUNDLE_WHEELS)

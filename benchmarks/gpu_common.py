@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import release  # tools/release.py: gpu_run.sh puts tools/ on the path
 import torch
 
 import ddpm_lib
-from ddpm_lib import io, release
+from ddpm_lib import io
 
 
 class Clock:

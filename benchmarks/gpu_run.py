@@ -13,9 +13,9 @@ returns what it finished:
    measurably helps).
 2. ``train.json``: ``ddpm_lib.train.train`` on the ``mnist`` and ``mnist-cfg`` presets for a fixed
    wall-clock budget each (bf16 autocast, ``channels_last``, the data resident on the GPU,
-   checkpoints), then ``ddpm_lib.release.export_run`` writes each as shipped weights (fp16 EMA +
-   manifest entry) into ``--out/weights``.
-3. ``eval.json``: ``ddpm_lib.release.evaluate`` on the exported files: MNIST-FID of 10,000 samples
+   checkpoints), then ``release.export_run`` (``tools/release.py``) writes each as shipped
+   weights (fp16 EMA + manifest entry) into ``--out/weights``.
+3. ``eval.json``: ``release.evaluate`` on the exported files: MNIST-FID of 10,000 samples
    (DDIM-50 and 1000-step ancestral) with the real-data floor at the same n, per-digit counts, and
    classifier-free guidance accuracy at scales 0, 1, 3, 5. Evaluations are run in order of
    importance and shrunk (never silently: ``n`` is recorded) to fit the remaining budget.
@@ -36,15 +36,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import release  # tools/release.py: gpu_run.sh puts tools/ on the path
 import torch
 import torch._dynamo
 from gpu_bench import bench
 from gpu_common import Clock, Results, environment, log, summary
 
-from ddpm_lib import hub, io, release
+from ddpm_lib import hub, io
 from ddpm_lib.config import get_config
 from ddpm_lib.models import UNet, count_parameters
-from ddpm_lib.train import loop
+from ddpm_lib.train.arguments import resolve_device, resolve_precision
 
 # What each mode runs. "gpu" is the real run; "smoke" runs every stage on a CPU in about a minute.
 PLANS: dict[str, dict[str, Any]] = {
@@ -332,10 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     if not stages <= {"bench", "train", "eval"}:
         p.error(f"--stages must be a subset of bench,train,eval, got {args.stages!r}")
     clock = Clock(plan["budget"])
-    device = loop.resolve_device(args.device)
+    device = resolve_device(args.device)
     if mode == "gpu" and device.type != "cuda":
         p.error("the GPU run needs CUDA; use --smoke on a CPU")
-    precision = loop.resolve_precision("auto", device)  # bf16 on Hopper, fp32 on a CPU
+    precision = resolve_precision("auto", device)  # bf16 on Hopper, fp32 on a CPU
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
         torch.backends.cudnn.benchmark = True  # every shape here is fixed

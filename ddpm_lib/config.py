@@ -283,15 +283,13 @@ def config_mismatch(a: Config, b: Config, fields: Iterable[str] | None = None) -
     return [n for n in names if getattr(a, n) != getattr(b, n)]
 
 
-# Measured numbers: 2-core CPU sandbox (torch 2.13 CPU, fp32, torch.set_num_threads(2)); "train" is
-# forward + backward + AdamW on random targets at the preset's batch size (upper quartile of the
-# step rates, robust to other jobs on the machine), "fwd64" one forward of 64 images in eval mode.
-# tiny: ~60 s of training must show strokes and blobs. At the same budget, base 8 with
-# channel_mults (1, 2, 2) (67k params, 630 img/s, 550 steps) gave worse 20-step DDIM samples
-# (MNIST-FID 617 vs 485, many blank or noisy backgrounds), and base 24 with (1, 2, 2) (0.59M,
-# 160 img/s) none clearly better (FID 690-760 vs 756 in an earlier run), so base 16 stays.
-# mnist: 3.64M params = 7.3 MB in fp16, so mnist + mnist-cfg + tiny + the FID classifier fit in the
-# 20 MB weight budget; base 64 (6.47M, 18.3 img/s, fwd64 1.00 s) would not. GPU tuning comes later.
+# Why each preset is what it is (the measurements behind these choices are in BENCHMARKS.md):
+# tiny: about a minute of CPU training must already show strokes and blobs; at that budget a
+#   narrower net (base 8) and a wider one (base 24) gave worse or no better few-step samples.
+# mnist: its fp16 weights fit, with mnist-cfg's, tiny's and the FID classifier's, in the package's
+#   20 MB weight budget (base 64 would not); a GPU default, its width to be tuned on a GPU.
+# small: the CPU-trained shipped weights: of the widths and depths tried it sees the most images in
+#   a CPU session, and a 50-step DDIM batch still takes seconds on a laptop-class CPU.
 _MNIST = Config()
 _SMALL = Config(
     base_channels=24,
@@ -309,8 +307,6 @@ _SMALL = Config(
 )
 PRESETS: Mapping[str, Config] = types.MappingProxyType(
     {
-        # 160k params, train 282 img/s, fwd64 0.07 s; 250 steps in 61 s with ddpm_lib.train
-        # (2-core CPU sandbox, torch 2.13): ~16k images, a quarter of an epoch
         "tiny": Config(
             base_channels=16,
             channel_mults=(1, 2),
@@ -325,14 +321,8 @@ PRESETS: Mapping[str, Config] = types.MappingProxyType(
             ema_decay=0.99,
             train_steps=250,
         ),
-        # 3.64M params, train 28.6 img/s at batch 128, fwd64 0.64 s (2-core CPU sandbox, torch 2.13);
-        # a GPU default: its width is to be tuned on an H100 (GPU performance issue)
         "mnist": _MNIST,
         "mnist-cfg": dataclasses.replace(_MNIST, num_classes=10, label_dropout=0.1),
-        # The CPU-trained shipped weights (ddpm_lib.pretrained): 0.63M params, train 154 img/s,
-        # fwd64 0.15 s (2-core CPU sandbox, torch 2.13). Among base 24/32, 1-2 ResNet blocks and
-        # mults (1, 2, 2)/(1, 2, 4) (1.1M: 90 img/s, 1.6M: 68, 2.7M: 73) it sees the most images in
-        # a CPU session, and DDIM-50 of 64 images takes ~8 s on a laptop-class CPU.
         "small": _SMALL,
         "small-cfg": dataclasses.replace(_SMALL, num_classes=10, label_dropout=0.1),
     }

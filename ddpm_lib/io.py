@@ -23,7 +23,7 @@ import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import torch
 
@@ -53,6 +53,7 @@ __all__ = [
     "load_state_dict_checked",
     "build_model",
     "load",
+    "to_device",
 ]
 
 MODEL_FILE = "model.safetensors"
@@ -65,6 +66,7 @@ DIGEST_KEY = "ddpm_lib.sha256"
 CONFIG_KEY = "config"
 # safetensors refuses headers above 100 MB; anything bigger is not one of our files.
 _MAX_HEADER = 100_000_000
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 class SafetensorsContent(NamedTuple):
@@ -267,8 +269,13 @@ def load(
             )
     model = build_model(config)
     load_state_dict_checked(model, content.tensors, weights)
+    return to_device(model, config.diffusion(), device)
+
+
+def to_device(model: M, diffusion: Diffusion, device: str | torch.device) -> tuple[M, Diffusion]:
+    """``model`` in eval mode on ``device``, and ``diffusion`` there too, except on MPS, which has
+    no float64: there the schedule stays on the CPU."""
     dev = torch.device(device)
-    diffusion = config.diffusion()
-    if dev.type != "mps":  # MPS has no float64; the schedule then stays on the CPU
+    if dev.type != "mps":
         diffusion = diffusion.to(dev)
     return model.to(dev).eval(), diffusion

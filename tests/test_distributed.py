@@ -25,8 +25,6 @@ STEPS = 8
 RUN = ["--preset", "tiny", "--seed", "3", "--limit-data", "256", "--batch-size", "16"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
-pytestmark = pytest.mark.slow
-
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
@@ -43,6 +41,7 @@ def _state(out: Path):
     return load_checkpoint(out / io.CHECKPOINT_FILE)
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_weights_of_one(tmp_path):
     one = _train(tmp_path / "one", "--steps", str(STEPS), procs=1)
     two = _train(tmp_path / "two", "--steps", str(STEPS))
@@ -62,6 +61,7 @@ def test_two_processes_train_the_weights_of_one(tmp_path):
     assert two.stdout.count(f"{STEPS} steps (steps)") == 1, two.stdout
 
 
+@pytest.mark.slow  # torchrun starts three Python processes
 def test_batch_that_does_not_split_is_refused(tmp_path):
     bad = _train(tmp_path / "bad", "--steps", "2", "--batch-size", "15")
     assert bad.returncode != 0
@@ -69,6 +69,7 @@ def test_batch_that_does_not_split_is_refused(tmp_path):
     assert not (tmp_path / "bad" / io.CHECKPOINT_FILE).exists()
 
 
+@pytest.mark.slow
 def test_sigkill_under_torchrun_then_resume_is_exact(tmp_path):
     steps = 60  # long enough to be killed mid-run
     ref = _train(tmp_path / "ref", "--steps", str(steps))

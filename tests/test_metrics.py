@@ -1,4 +1,5 @@
-"""Tests of ddpm_lib.metrics (Fréchet distance, classifier, MNIST FID) and ddpm_lib.hub."""
+"""Tests of ddpm_lib.metrics (Fréchet distance, classifier, MNIST FID) and of loading shipped
+weights through ddpm_lib.hub."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+import ddpm_lib
 from ddpm_lib import hub as pt
+from ddpm_lib import io
 from ddpm_lib.data import images_to_model, load_mnist
 from ddpm_lib.metrics import (
     ClassifierConfig,
@@ -19,11 +22,12 @@ from ddpm_lib.metrics import (
     feature_stats,
     fid_floor,
     frechet_distance,
+    load_classifier,
     mnist_fid,
     reference_stats,
     train_classifier,
 )
-from ddpm_lib.metrics.classifier import random_shift
+from ddpm_lib.metrics.classifier import CLASSIFIER_FORMAT, random_shift
 
 NAME = "mnist-classifier"
 
@@ -35,7 +39,7 @@ def random_cov(d: int, rng: np.random.Generator, rank: int | None = None) -> np.
 
 @pytest.fixture(scope="module")
 def clf() -> MNISTClassifier:
-    return pt.load_classifier()
+    return load_classifier()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,9 @@ def test_frechet_rejects_bad_input():
 
 def test_shipped_sha256_matches_manifest():
     entry = pt.load_manifest()[NAME]
-    path = pt.verified_file(NAME)
+    path = pt.weights_dir() / entry.file
+    data, verified = pt.verified_bytes(NAME)
+    assert verified == entry and data == path.read_bytes()
     assert pt.sha256_of(path) == entry.sha256 and path.stat().st_size == entry.size_bytes
     assert entry.info["test_accuracy"] >= 0.99
 
@@ -116,14 +122,14 @@ def _copy_weights(tmp_path, monkeypatch):
 
 def test_tampered_weights_refused(tmp_path, monkeypatch):
     path = _copy_weights(tmp_path, monkeypatch)
-    assert pt.verified_file(NAME) == path  # the untouched copy passes
+    assert pt.verified_bytes(NAME)[0] == path.read_bytes()  # the untouched copy passes
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(pt.WeightsError, match="sha256 mismatch"):
-        pt.verified_file(NAME)
+        pt.verified_bytes(NAME)
     with pytest.raises(ValueError, match="sha256 mismatch"):
-        pt.load_classifier()
+        load_classifier()
 
 
 def test_truncated_or_missing_weights_refused(tmp_path, monkeypatch):
@@ -131,28 +137,41 @@ def test_truncated_or_missing_weights_refused(tmp_path, monkeypatch):
     data = path.read_bytes()
     path.write_bytes(data[:-100])
     with pytest.raises(pt.WeightsError, match="truncated"):
-        pt.load_classifier()
+        load_classifier()
     path.unlink()
     with pytest.raises(pt.WeightsError, match="missing"):
-        pt.verified_file(NAME)
+        pt.verified_bytes(NAME)
     with pytest.raises(pt.WeightsError, match="no manifest entry"):
-        pt.verified_file("no-such-model")
+        pt.verified_bytes("no-such-model")
 
 
-def test_read_safetensors_refuses_garbage(tmp_path):
-    data = pt.verified_file(NAME).read_bytes()
+def test_classifier_config_in_the_file_must_match_the_manifest(tmp_path, monkeypatch):
+    _copy_weights(tmp_path, monkeypatch)
+    manifest = tmp_path / "w" / pt.MANIFEST
+    raw = json.loads(manifest.read_text())
+    raw["entries"][NAME]["config"]["feature_dim"] = 64
+    manifest.write_text(json.dumps(raw))
+    with pytest.raises(pt.WeightsError, match="differs from the manifest"):
+        load_classifier()
+
+
+def test_shipped_bytes_parse_and_garbage_is_refused(tmp_path):
+    data = (pt.weights_dir() / pt.load_manifest()[NAME].file).read_bytes()
     with pytest.raises(ValueError, match="not a valid safetensors"):
-        pt.read_safetensors(data[: len(data) // 2])
+        io.parse_safetensors(data[: len(data) // 2])
     foreign = tmp_path / "model.pt"
     torch.save({"w": torch.zeros(3)}, foreign)
     with pytest.raises(ValueError, match="not a valid safetensors"):
-        pt.read_safetensors(foreign)
-    content = pt.read_safetensors(data)
+        io.parse_safetensors(foreign.read_bytes(), str(foreign))
+    content = io.parse_safetensors(data)
     assert json.loads(content.metadata["config"]) == pt.load_manifest()[NAME].info["config"]
 
 
-def test_pretrained_registry_errors():
-    assert NAME in pt.registered_names()
+def test_pretrained_loads_diffusion_models_only():
+    assert NAME in pt.load_manifest() and NAME not in pt.available()
+    assert {"mnist-unet", "mnist-unet-cfg"} <= set(pt.available())
+    with pytest.raises(ValueError, match="no pretrained model.*metrics.load_classifier"):
+        ddpm_lib.pretrained(NAME)
     with pytest.raises(ValueError, match="no pretrained model"):
         pt.pretrained("mnist-nothing")
 
@@ -166,6 +185,7 @@ def test_shipped_classifier_accuracy(clf, test_set):
     assert evaluate_accuracy(clf, x[:2000], y[:2000]) >= 0.985
 
 
+@pytest.mark.slow  # 4000 classifications
 def test_class_accuracy(clf, test_set):
     x, y = test_set
     assert class_accuracy(x[:2000], y[:2000], clf) >= 0.985
@@ -190,6 +210,7 @@ def test_random_shift_moves_but_keeps_ink(test_set):
     assert shifted.min() == -1 and shifted.max() == x.max()
 
 
+@pytest.mark.slow  # three training runs
 def test_train_classifier_deterministic(tmp_path, monkeypatch):
     # A tiny stand-in dataset keeps this fast; the real run is documented in the manifest.
     class Split:
@@ -204,12 +225,16 @@ def test_train_classifier_deterministic(tmp_path, monkeypatch):
     a = train_classifier(tmp_path / "a", **kw)
     b = train_classifier(tmp_path / "b", **kw)
     c = train_classifier(tmp_path / "c", **{**kw, "seed": 4})
-    sa, sb = pt.read_safetensors(a.weights_path), pt.read_safetensors(b.weights_path)
+    # written like every file of the library: tagged, digested, atomic (no temp file left)
+    sa, sb, sc = (io.load_safetensors(r.weights_path, CLASSIFIER_FORMAT) for r in (a, b, c))
     for k, v in sa.tensors.items():
         torch.testing.assert_close(v, sb.tensors[k], rtol=0, atol=0)
-    assert not torch.equal(
-        sa.tensors["fc2.weight"], pt.read_safetensors(c.weights_path).tensors["fc2.weight"]
-    )
+    assert not torch.equal(sa.tensors["fc2.weight"], sc.tensors["fc2.weight"])
+    assert json.loads(sa.metadata["config"]) == cfg.to_dict()
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "classifier.json",
+        "classifier.safetensors",
+    ]
     meta = json.loads(a.meta_path.read_text())
     assert meta["seed"] == 3 and meta["epochs"] == 1 and meta["config"] == cfg.to_dict()
     assert meta["test_accuracy"] == a.test_accuracy
@@ -234,6 +259,7 @@ def test_feature_stats_shapes_and_validation(clf, test_set):
         feature_stats(load_mnist("test").images[:10, None], clf)
 
 
+@pytest.mark.slow  # features of 13k images and two matrix square roots
 def test_mnist_fid_real_vs_noise(clf, test_set):
     # A random subset: the test set is ordered by writer population, so its first 1000 images
     # are not a fair sample of it.

@@ -13,8 +13,7 @@ import torch
 
 import ddpm_lib
 from ddpm_lib import hub, sample
-from ddpm_lib.metrics import class_accuracy, mnist_fid
-from ddpm_lib.metrics.classifier import predict
+from ddpm_lib.metrics import class_accuracy, load_classifier, mnist_fid, predict
 
 UNETS = ("mnist-unet", "mnist-unet-cfg")
 MAX_TOTAL_BYTES = 20 * 1024 * 1024
@@ -82,19 +81,21 @@ def test_loads_on_cpu_in_eval_mode_with_the_papers_schedule(name):
     assert (model.config.num_classes is not None) == name.endswith("-cfg")
 
 
+@pytest.mark.slow
 def test_unconditional_model_draws_every_digit():
     model, diffusion = ddpm_lib.pretrained("mnist-unet")
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         x = sample.ddim(model, diffusion, N, steps=STEPS, generator=g)
     assert x.shape == (N, 1, 28, 28) and torch.isfinite(x).all()
-    counts = torch.bincount(predict(hub.load_classifier(), x), minlength=10)
+    counts = torch.bincount(predict(load_classifier(), x), minlength=10)
     assert int((counts > 0).sum()) >= MIN_CLASSES_UNCOND, counts.tolist()
     assert int(counts.max()) <= 0.3 * N, f"one digit dominates: {counts.tolist()}"
     fid = mnist_fid(x)
     assert fid.fid < MAX_FID_UNCOND, fid
 
 
+@pytest.mark.slow
 def test_guided_model_draws_the_requested_digit():
     model, diffusion = ddpm_lib.pretrained("mnist-unet-cfg")
     labels = torch.arange(N_CFG) % 10
@@ -112,6 +113,7 @@ def test_guided_model_draws_the_requested_digit():
     assert class_accuracy(x, labels) >= MIN_CFG_ACCURACY
 
 
+@pytest.mark.slow
 def test_noise_fails_the_same_checks():
     """The bounds above mean something: pure noise (clipped to the image range) fails them."""
     x = torch.randn(N, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)

@@ -1,4 +1,5 @@
-"""The path from a training run to shipped weights: export, checksum-verified loading, evaluation.
+"""The path from a training run to shipped weights (``tools/release.py``, the maintainer's tool):
+export, checksum-verified loading, evaluation.
 
 A 4-step tiny class-conditional run stands in for the real one; everything is written to a copy of
 the weights folder (``DDPM_LIB_WEIGHTS_DIR``), never to the package.
@@ -8,17 +9,29 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import ddpm_lib
-from ddpm_lib import hub, io, release
+from ddpm_lib import hub, io
 from ddpm_lib.config import get_config
 from ddpm_lib.train import train
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import release  # noqa: E402
+
 NAME = "test-unet"
 COMMAND = "python -m ddpm_lib.train --preset tiny --out RUN --steps 4"
+
+
+# Every test that exports (the `weights` fixture) runs a tiny training run's export and its
+# fp16-cast measurement on MNIST: seconds each, so they are slow tests.
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -29,21 +42,33 @@ def run_dir(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def weights(tmp_path, monkeypatch, run_dir):
-    directory = tmp_path / "weights"
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, run_dir):
+    """A copy of the shipped weights folder with the run exported into it (once per module)."""
+    directory = tmp_path_factory.mktemp("exported") / "weights"
     shutil.copytree(hub.weights_dir(), directory)
-    monkeypatch.setenv(hub.ENV_VAR, str(directory))
-    release.export_run(run_dir, NAME, COMMAND, description="test")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(hub.ENV_VAR, str(directory))
+        release.export_run(run_dir, NAME, COMMAND, description="test")
     return directory
 
 
+@pytest.fixture
+def weights(tmp_path, monkeypatch, exported):
+    """A fresh copy of ``exported`` for each test, which may change it."""
+    directory = tmp_path / "weights"
+    shutil.copytree(exported, directory)
+    monkeypatch.setenv(hub.ENV_VAR, str(directory))
+    return directory
+
+
+@slow
 def test_export_writes_file_and_complete_entry(weights, run_dir):
     entry = hub.load_manifest()[NAME]
     data = (weights / entry.file).read_bytes()
     assert entry.sha256 == hub.sha256_of(data) and entry.size_bytes == len(data)
     assert entry.dtype == "float16"
-    content = hub.read_safetensors(data)
+    content = io.parse_safetensors(data)
     assert {t.dtype for t in content.tensors.values() if t.is_floating_point()} == {torch.float16}
     facts = json.loads((run_dir / io.METRICS_FILE).read_text())
     info = entry.info
@@ -55,6 +80,7 @@ def test_export_writes_file_and_complete_entry(weights, run_dir):
     assert info["metrics"] == []
 
 
+@slow
 def test_pretrained_returns_eval_model_and_matching_diffusion(weights, run_dir):
     model, diffusion = ddpm_lib.pretrained(NAME)
     assert not model.training and next(model.parameters()).dtype == torch.float32
@@ -68,6 +94,7 @@ def test_pretrained_returns_eval_model_and_matching_diffusion(weights, run_dir):
     assert not torch.equal(a, b)  # ... and it really is the cast file, not the run's fp32 one
 
 
+@slow
 def test_tampered_or_inconsistent_weights_are_refused(weights):
     entry = hub.load_manifest()[NAME]
     path = weights / entry.file
@@ -85,6 +112,7 @@ def test_tampered_or_inconsistent_weights_are_refused(weights):
         ddpm_lib.pretrained(NAME)
 
 
+@slow
 def test_unknown_names_and_bad_arguments(weights, run_dir):
     with pytest.raises(ValueError, match="available: .*test-unet"):
         ddpm_lib.pretrained("mnist-nothing")
@@ -100,6 +128,7 @@ def test_unknown_names_and_bad_arguments(weights, run_dir):
         release.evaluate(NAME, 1)
 
 
+@slow
 def test_evaluate_records_metrics_in_the_manifest(weights):
     r = release.evaluate(NAME, 20, steps=3, guidance_scale=2.0, batch_size=8, command="cmd")
     assert r.samples.shape == (20, 1, 28, 28) and r.samples.abs().max() <= 1
@@ -113,6 +142,7 @@ def test_evaluate_records_metrics_in_the_manifest(weights):
     ddpm_lib.pretrained(NAME)  # metrics do not touch the verified file
 
 
+@slow
 def test_cli_export_and_evaluate(weights, run_dir, capsys):
     assert (
         release.main(["export", "--run", str(run_dir), "--name", "cli", "--train-command", "c"])
@@ -128,9 +158,10 @@ def test_cli_export_and_evaluate(weights, run_dir, capsys):
         ("ancestral", 1000, 1.0),
         ("ancestral", 1000, 3.0),
     ]
-    assert recs[0]["command"].startswith("python -m ddpm_lib.release evaluate --name cli")
+    assert recs[0]["command"].startswith("python tools/release.py evaluate --name cli")
 
 
+@slow
 def test_evaluate_in_bf16_is_recorded_and_close_to_fp32(weights):
     kw = dict(steps=3, guidance_scale=1.0, batch_size=8, record=False)
     full = release.evaluate(NAME, 8, **kw)
@@ -145,3 +176,16 @@ def test_evaluate_in_bf16_is_recorded_and_close_to_fp32(weights):
                          "--precision", "bf16", "--batch-size", "4"]) == 0  # fmt: skip
     rec = hub.load_manifest()[NAME].info["metrics"][-1]
     assert rec["precision"] == "bf16" and rec["command"].endswith("--precision bf16")
+
+
+@slow  # a Python process that imports torch
+def test_release_is_a_script_outside_the_installed_package():
+    assert not (ROOT / "ddpm_lib" / "release.py").exists()
+    done = subprocess.run(
+        [sys.executable, "tools/release.py", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "export" in done.stdout and "evaluate" in done.stdout

@@ -53,14 +53,17 @@ def test_sigkill_then_resume_is_bitwise_exact(tmp_path):
     )
     ckpt = out / io.CHECKPOINT_FILE
     deadline = time.monotonic() + 120
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+    # Kill once a later checkpoint than the first is there: the run is then in its steady state,
+    # mid-step or mid-write of the next checkpoint, however fast or slow the machine is.
+    while proc.poll() is None and time.monotonic() < deadline:
+        if ckpt.exists() and load_checkpoint(ckpt).step >= 4:
+            break
         time.sleep(0.005)
-    time.sleep(0.3)  # a few more steps: likely mid-step or mid-write of a later checkpoint
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
     killed_at = load_checkpoint(ckpt).step
-    assert 2 <= killed_at < STEPS and not (out / io.MODEL_FILE).exists()
+    assert 4 <= killed_at < STEPS and not (out / io.MODEL_FILE).exists()
 
     done = subprocess.run(
         _cli(*args, "--resume", "--no-progress"),
@@ -126,6 +129,7 @@ def _fails(capsys, argv, flag: str, code: int = 2) -> str:
         (["--lr", "abc"], "--lr", "number"),
         (["--limit-data", "0"], "--limit-data", "> 0"),
         (["--limit-data", "70000"], "--limit-data", "[1, 60000]"),
+        (["--limit-data", "4", "--batch-size", "8"], "--limit-data", "fewer than batch_size=8"),
         (["--device", "gpu0"], "--device", "not a torch device"),
         (["--set", "foo=1"], "--set", "unknown Config fields ['foo']"),
         (["--set", "dropout"], "--set", "field=value"),

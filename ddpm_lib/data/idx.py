@@ -1,4 +1,4 @@
-"""IDX files (LeCun et al. 1998), the format of the four standard MNIST ``.gz`` files.
+"""IDX files (LeCun et al. 1998), the format of the four standard MNIST ``.gz`` files the mirrors serve.
 
 Layout of an IDX file, all integers big-endian::
 
@@ -8,33 +8,18 @@ Layout of an IDX file, all integers big-endian::
     4*d bytes   the d sizes, each an unsigned 32-bit integer
     rest        prod(sizes) elements in C order
 
-This module parses and writes that layout itself (no torchvision), checks every field, and turns
-a malformed or truncated file into an :class:`IDXFormatError` that names the file, instead of a
-crash deep inside numpy.  It also holds the atomic file write that the cache uses.
+The parser checks every field (no torchvision), so a malformed or truncated download becomes an
+:class:`IDXFormatError` that names it instead of a crash deep inside numpy.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_write_bytes  # noqa: F401  (re-exported for the cache)
-
-__all__ = [
-    "IDXFormatError",
-    "UBYTE",
-    "parse_idx",
-    "encode_idx",
-    "read_idx_gz",
-    "encode_idx_gz",
-    "gunzip",
-    "atomic_write_bytes",
-]
+__all__ = ["IDXFormatError", "UBYTE", "gunzip", "parse_idx"]
 
 UBYTE = 0x08
 """IDX type code of unsigned bytes; MNIST images and labels both use it."""
@@ -64,23 +49,17 @@ def gunzip(data: bytes, name: str) -> bytes:
     return out
 
 
-def parse_idx(
-    data: bytes, name: str, *, ndim: int | None = None, shape: tuple[int, ...] | None = None
-) -> np.ndarray:
-    """Parse uncompressed IDX bytes of unsigned bytes into a read-only uint8 array.
+def parse_idx(data: bytes, name: str, *, ndim: int | None = None) -> np.ndarray:
+    """Parse uncompressed IDX bytes of unsigned bytes into a uint8 array (a view of ``data``).
 
     Args:
         data: the raw IDX file contents.
         name: a path or URL, used only in error messages.
         ndim: the number of dimensions the caller expects (3 for images, 1 for labels), if known.
-        shape: the exact shape the caller expects, if known.
-
-    Returns:
-        uint8 array of the shape stored in the header (C order), a view of ``data``.
 
     Raises:
         IDXFormatError: wrong magic number, element type other than unsigned byte, unexpected
-            number of dimensions or sizes, or a payload shorter/longer than the header says.
+            number of dimensions, or a payload shorter/longer than the header says.
     """
     if len(data) < 4:
         raise IDXFormatError(f"{name}: {len(data)} bytes, too short for an IDX header (>= 4)")
@@ -101,8 +80,6 @@ def parse_idx(
     if len(data) < header_len:
         raise IDXFormatError(f"{name}: truncated IDX header ({len(data)} < {header_len} bytes)")
     dims = struct.unpack(f">{d}I", data[4:header_len])
-    if shape is not None and tuple(dims) != tuple(shape):
-        raise IDXFormatError(f"{name}: IDX shape {tuple(dims)}, expected {tuple(shape)}")
     n = int(np.prod(dims, dtype=np.int64))
     payload = len(data) - header_len
     if payload != n:
@@ -110,39 +87,4 @@ def parse_idx(
         raise IDXFormatError(
             f"{name}: {kind} IDX payload: header {tuple(dims)} needs {n} bytes, found {payload}"
         )
-    arr = np.frombuffer(data, dtype=np.uint8, count=n, offset=header_len).reshape(dims)
-    return arr
-
-
-def encode_idx(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as uncompressed IDX bytes (the inverse of :func:`parse_idx`)."""
-    if array.dtype != np.uint8:
-        raise TypeError(f"IDX encoding here supports uint8 arrays only, got dtype {array.dtype}")
-    if not 1 <= array.ndim <= 255:
-        raise ValueError(f"IDX needs 1..255 dimensions, got {array.ndim}")
-    header = struct.pack(">HBB", 0, UBYTE, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape
-    )
-    return header + np.ascontiguousarray(array).tobytes()
-
-
-def encode_idx_gz(array: np.ndarray) -> bytes:
-    """IDX bytes of ``array``, gzip-compressed with mtime 0 so equal arrays give equal files."""
-    return gzip.compress(encode_idx(array), compresslevel=6, mtime=0)
-
-
-def read_idx_gz(
-    path: str | os.PathLike[str],
-    *,
-    ndim: int | None = None,
-    shape: tuple[int, ...] | None = None,
-) -> np.ndarray:
-    """Read a gzip-compressed IDX file of unsigned bytes (see :func:`parse_idx`).
-
-    Raises:
-        IDXFormatError: the file is not valid gzip, is truncated, or is not valid IDX.
-        OSError: the file cannot be read.
-    """
-    name = str(path)
-    data = Path(path).read_bytes()
-    return parse_idx(gunzip(data, name), name, ndim=ndim, shape=shape)
+    return np.frombuffer(data, dtype=np.uint8, count=n, offset=header_len).reshape(dims)

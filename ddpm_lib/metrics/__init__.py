@@ -4,16 +4,19 @@
 >>> r = mnist_fid(samples)   # samples float [N, 1, 28, 28] in [-1, 1]
 >>> print(f"FID {r.fid:.2f} (real-data floor at n={r.n}: {r.floor:.2f})")
 
-Modules: :mod:`.classifier` (the LeNet-style network and its training loop), :mod:`.fid` (Fréchet
-distance, feature statistics, cached reference statistics). The shipped classifier weights are loaded
-through :mod:`ddpm_lib.hub`, checksum verified. CLI: ``python -m ddpm_lib.metrics --help``.
+Modules: :mod:`.classifier` (the LeNet-style network, its training loop, and
+:func:`load_classifier` for the shipped weights, checksum verified through :mod:`ddpm_lib.hub`),
+:mod:`.fid` (Fréchet distance, feature statistics, cached reference statistics).
+CLI: ``python -m ddpm_lib.metrics --help``.
 """
 
 from .classifier import (
     ClassifierConfig,
+    ClassifierResult,
     MNISTClassifier,
-    TrainResult,
     evaluate_accuracy,
+    load_classifier,
+    predict,
     train_classifier,
 )
 from .fid import (
@@ -29,16 +32,18 @@ from .fid import (
 
 __all__ = [
     "ClassifierConfig",
+    "ClassifierResult",
     "FIDResult",
     "FeatureStats",
     "MNISTClassifier",
-    "TrainResult",
     "class_accuracy",
     "evaluate_accuracy",
     "feature_stats",
     "fid_floor",
     "frechet_distance",
+    "load_classifier",
     "mnist_fid",
+    "predict",
     "reference_stats",
     "train_classifier",
 ]

@@ -30,10 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddpm_lib import hub, io
+
 __all__ = [
     "ClassifierConfig",
     "MNISTClassifier",
-    "TrainResult",
+    "ClassifierResult",
+    "load_classifier",
     "train_classifier",
     "evaluate_accuracy",
     "predict",
@@ -42,6 +45,8 @@ __all__ = [
 
 WEIGHTS_FILE = "classifier.safetensors"
 META_FILE = "classifier.json"
+CLASSIFIER_FORMAT = "ddpm_lib.classifier/1"
+SHIPPED = "mnist-classifier"
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,19 @@ class MNISTClassifier(nn.Module):
         return self.fc2(self.dropout(self.features(x)))
 
 
+def load_classifier(device: str | torch.device = "cpu") -> MNISTClassifier:
+    """The shipped classifier (``weights/mnist-classifier.safetensors``, checksum verified through
+    :mod:`ddpm_lib.hub`) in eval mode on ``device``, with float32 parameters."""
+    entry = hub.load_manifest().get(SHIPPED)
+    if entry is None or "config" not in entry.info:
+        raise hub.WeightsError(
+            f"no manifest entry {SHIPPED!r} with a 'config' in {hub.weights_dir()}"
+        )
+    config = ClassifierConfig.from_dict(entry.info["config"])
+    model = hub.load_module(SHIPPED, MNISTClassifier(config), config.to_dict())
+    return model.to(device).eval()
+
+
 @torch.no_grad()
 def predict(model: MNISTClassifier, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted labels ``[N]`` (int64) for images ``[N, 1, 28, 28]`` in ``[-1, 1]``, in eval mode."""
@@ -172,7 +190,9 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return padded[torch.arange(B)[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
-class TrainResult(NamedTuple):
+class ClassifierResult(NamedTuple):
+    """What :func:`train_classifier` returns."""
+
     model: MNISTClassifier
     test_accuracy: float
     wall_time_s: float
@@ -191,18 +211,18 @@ def train_classifier(
     config: ClassifierConfig | None = None,
     command: str | None = None,
     log=print,
-) -> TrainResult:
+) -> ClassifierResult:
     r"""Train ``MNISTClassifier`` on the 60k MNIST training images and write
-    ``out_dir/classifier.safetensors`` (fp32) and ``out_dir/classifier.json`` (config, seed, epochs,
-    command line, wall time, machine, test accuracy on the official 10k test set).
+    ``out_dir/classifier.safetensors`` (fp32, tagged ``ddpm_lib.classifier/1`` and digested by
+    :func:`ddpm_lib.io.save_safetensors`, like every file the library writes) and
+    ``out_dir/classifier.json`` (config, seed, epochs, command line, wall time, machine, test
+    accuracy on the official 10k test set).
 
     AdamW with a cosine learning-rate decay to 0, cross-entropy loss, random translations of up to
     ``max_shift`` pixels as the only augmentation. Every random draw (initialisation, dropout, shuffle,
     shifts) comes from ``seed``; the global RNG state is restored afterwards. On one CPU with a fixed
     thread count the run is bit-reproducible; the thread count is recorded in the json.
     """
-    from safetensors.torch import save_file
-
     from ddpm_lib.data import images_to_model, load_mnist
 
     for name, value, lo in (
@@ -258,10 +278,11 @@ def train_classifier(
     model.eval()
 
     weights_path, meta_path = out_dir / WEIGHTS_FILE, out_dir / META_FILE
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()},
-        str(weights_path),
-        metadata={"config": json.dumps(config.to_dict()), "seed": str(seed)},
+    io.save_safetensors(
+        weights_path,
+        model.state_dict(),
+        {io.CONFIG_KEY: json.dumps(config.to_dict()), "seed": str(seed)},
+        CLASSIFIER_FORMAT,
     )
     meta = {
         "architecture": "MNISTClassifier",
@@ -280,5 +301,5 @@ def train_classifier(
         "test_accuracy": test_acc,
         "dtype": "float32",
     }
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    return TrainResult(model, test_acc, wall, weights_path, meta_path)
+    io.write_json(meta_path, meta)
+    return ClassifierResult(model, test_acc, wall, weights_path, meta_path)

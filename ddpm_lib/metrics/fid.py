@@ -26,7 +26,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .classifier import MNISTClassifier, check_images, predict
+from .classifier import MNISTClassifier, check_images, load_classifier, predict
 
 __all__ = [
     "FeatureStats",
@@ -79,10 +79,8 @@ def _as_float64(name: str, a: object, ndim: int) -> np.ndarray:
 
 
 def _sqrtm(a: np.ndarray) -> np.ndarray:
-    # Singular products are the normal case here (dead ReLU features have zero variance: 35 of the
-    # 128 features of the shipped classifier), and scipy warns about each of them. The result is
-    # checked for finiteness and imaginary parts by the caller; on the shipped classifier's test-set
-    # statistics it agrees with an eigendecomposition-based trace to ~1e-5.
+    # Singular products are the normal case here (dead ReLU features have zero variance), and scipy
+    # warns about each of them; the caller checks the result for finiteness and imaginary parts.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
         return scipy.linalg.sqrtm(a)
@@ -191,8 +189,6 @@ _FLOORS: dict[tuple[str, int, int], float] = {}
 
 def _default_classifier() -> MNISTClassifier:
     if not _DEFAULT:
-        from ddpm_lib.hub import load_classifier
-
         _DEFAULT.append(load_classifier())
     return _DEFAULT[0]
 

@@ -11,8 +11,13 @@ The same from a shell (``python -m ddpm_lib.train --help`` lists every flag)::
     python -m ddpm_lib.train --out runs/tiny --resume          # continue after a crash / timeout
 
 Load a finished run with :func:`ddpm_lib.io.load`.
+
+Modules, each importing only those before it: :mod:`.arguments` (the checks at the boundary),
+:mod:`.dataset`, :mod:`.distributed`, :mod:`.ema`, :mod:`.checkpoint`, :mod:`.loop` (one
+optimiser step and the step/checkpoint loop), :mod:`.trainer` (:func:`train`).
 """
 
+from ddpm_lib.train.arguments import ParameterError
 from ddpm_lib.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from ddpm_lib.train.ema import EMA, ema_decay_at
 from ddpm_lib.train.loop import NonFiniteLossError, algorithm1_loss, lr_at
@@ -21,6 +26,7 @@ from ddpm_lib.train.trainer import STOP_REASONS, TrainResult, train
 __all__ = [
     "EMA",
     "NonFiniteLossError",
+    "ParameterError",
     "STOP_REASONS",
     "TrainResult",
     "TrainState",

@@ -24,15 +24,28 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ddpm_lib import io
 from ddpm_lib.config import PRESETS, Config, get_config
+from ddpm_lib.train.arguments import ParameterError, check_run_dir
 
 __all__ = ["build_parser", "main"]
 
-# API parameter named at the start of a train() error -> the flag that set it
-_PARAM_FLAGS = {"limit_data": "--limit-data", "device": "--device", "seed": "--seed"}
+# The parameter a ParameterError of train() names -> the flag that set it
+_FLAGS = {
+    "out_dir": "--out",
+    "resume": "--resume",
+    "steps": "--steps",
+    "epochs": "--epochs",
+    "max_seconds": "--max-seconds",
+    "checkpoint_every": "--checkpoint-every",
+    "seed": "--seed",
+    "device": "--device",
+    "batch_size": "--batch-size",
+    "limit_data": "--limit-data",
+    "precision": "--set precision",
+}
 
 
 def _number(kind: type, lo: float, strict: bool):
@@ -158,33 +171,27 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config
     return config
 
 
+def _error(parser: argparse.ArgumentParser, e: ValueError) -> NoReturn:
+    """Exit with status 2, naming the flag behind a :class:`ParameterError` where there is one."""
+    flag = _FLAGS.get(e.param) if isinstance(e, ParameterError) else None
+    parser.error(f"argument {flag}: {e}" if flag else str(e))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ddpm_lib.train.loop import NonFiniteLossError, resolve_device
+    from ddpm_lib.train.loop import NonFiniteLossError
     from ddpm_lib.train.trainer import train
 
     out: Path = args.out
-    if out.exists() and not out.is_dir():
-        parser.error(f"argument --out: {str(out)!r} is a file, not a directory")
-    ckpt = out / io.CHECKPOINT_FILE
-    if args.resume and not ckpt.is_file():
-        parser.error(f"argument --resume: there is no checkpoint {ckpt} to resume from")
-    if not args.resume:
-        existing = [p.name for p in (ckpt, out / io.MODEL_FILE) if p.exists()]
-        if existing:
-            parser.error(
-                f"argument --out: {out} already holds a run ({', '.join(existing)}); "
-                "pass --resume to continue it, or choose another --out"
-            )
-        if args.preset is None:
-            parser.error(
-                f"argument --preset: required for a new run (one of {', '.join(sorted(PRESETS))})"
-            )
     try:
-        resolve_device(args.device)
-    except ValueError as e:
-        parser.error(f"argument --device: {e}")
+        check_run_dir(out, args.resume)
+    except ParameterError as e:
+        _error(parser, e)
+    if not args.resume and args.preset is None:
+        parser.error(
+            f"argument --preset: required for a new run (one of {', '.join(sorted(PRESETS))})"
+        )
     config = _config(args, parser)
     try:
         result = train(
@@ -204,9 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except ValueError as e:
-        message = str(e)
-        flag = next((f for p, f in _PARAM_FLAGS.items() if message.startswith(p)), None)
-        parser.error(f"argument {flag}: {message}" if flag else message)
+        _error(parser, e)
     from ddpm_lib.train.distributed import world_from_env
 
     if not world_from_env().main:

@@ -53,11 +53,6 @@ class EMA:
         params = [p.detach() for p in model.parameters()]
         if len(shadow) != len(params):
             raise ValueError("model does not have the EMA copy's parameters")
-        lerp = getattr(torch, "_foreach_lerp_", None)
-        if lerp is not None:
-            lerp(shadow, params, weight)
-        else:  # pragma: no cover - very old torch
-            for s, p in zip(shadow, params, strict=True):
-                s.lerp_(p, weight)
+        torch._foreach_lerp_(shadow, params, weight)  # one fused kernel for all parameters
         for s, b in zip(self.model.buffers(), model.buffers(), strict=True):
             s.copy_(b)

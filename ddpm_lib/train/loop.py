@@ -9,7 +9,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -17,17 +17,13 @@ from ddpm_lib import io
 from ddpm_lib.config import Config
 from ddpm_lib.train import distributed
 from ddpm_lib.train.checkpoint import TrainState, save_checkpoint
+from ddpm_lib.train.dataset import Dataset
 from ddpm_lib.train.distributed import SINGLE, World
 from ddpm_lib.train.ema import EMA
-
-if TYPE_CHECKING:
-    from ddpm_lib.train.trainer import Dataset
 
 __all__ = [
     "NonFiniteLossError",
     "derive_seed",
-    "resolve_device",
-    "resolve_precision",
     "lr_at",
     "algorithm1_loss",
     "Run",
@@ -42,57 +38,6 @@ def derive_seed(seed: int, *parts: object) -> int:
     """A 63-bit seed for one named random stream of the run, e.g. ``derive_seed(0, "noise")``."""
     text = ":".join(str(p) for p in (seed, *parts)).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA if available, else CPU; a named device is checked to exist."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(
-            f"device {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:0', ..."
-        ) from e
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(dev)!r} asked for, but CUDA is not available; use 'cpu'")
-        index = torch.cuda.current_device() if dev.index is None else dev.index
-        if not 0 <= index < torch.cuda.device_count():
-            raise ValueError(f"device {str(dev)!r}: there are {torch.cuda.device_count()} GPUs")
-        return torch.device("cuda", index)
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' asked for, but MPS is not available; use 'cpu'")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {str(dev)!r} is not supported; use 'cpu', 'cuda' or 'mps'")
-    return dev
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``config.precision`` -> the one used: 'auto' is bf16 on a GPU with compute capability >= 8,
-    fp16 (+ GradScaler) on an older GPU (e.g. a T4), fp32 elsewhere. An explicit value the device
-    cannot do raises a ValueError."""
-    if device.type == "cuda":
-        bf16_ok = torch.cuda.get_device_capability(device)[0] >= 8
-        if precision == "auto":
-            return "bf16" if bf16_ok else "fp16"
-        if precision == "bf16" and not bf16_ok:
-            name = torch.cuda.get_device_name(device)
-            raise ValueError(
-                f"precision='bf16' needs compute capability >= 8; {name} has not: "
-                "use 'fp16' or 'auto'"
-            )
-        return precision
-    if precision == "auto":
-        return "fp32"
-    if precision == "fp16":
-        raise ValueError(
-            f"precision='fp16' (with a GradScaler) needs a CUDA GPU, the device is "
-            f"{str(device)!r}: use 'fp32' or 'auto'"
-        )
-    if precision == "bf16" and device.type != "cpu":
-        raise ValueError(f"precision='bf16' is not supported on {str(device)!r}: use 'fp32'")
-    return precision
 
 
 def lr_at(config: Config, step: int) -> float:

@@ -20,7 +20,6 @@ instant and resumed gives bitwise the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -33,14 +32,20 @@ from ddpm_lib.config import Config, config_mismatch
 from ddpm_lib.diffusion import Diffusion
 from ddpm_lib.models.unet import UNet
 from ddpm_lib.train import distributed, loop
+from ddpm_lib.train.arguments import (
+    ParameterError,
+    check_positive,
+    check_run_dir,
+    resolve_device,
+    resolve_precision,
+)
 from ddpm_lib.train.checkpoint import TrainState, load_checkpoint
+from ddpm_lib.train.dataset import Dataset, prepare_data
 
 __all__ = [
     "train",
     "TrainResult",
     "STOP_REASONS",
-    "Dataset",
-    "prepare_data",
     "metrics_summary",
     "write_outputs",
 ]
@@ -73,73 +78,6 @@ class TrainResult(NamedTuple):
     precision: str
     out_dir: Path
     resumed_from: int | None
-
-
-class Dataset(NamedTuple):
-    """Training data on the CPU: ``x0`` float32 ``[N, 1, 28, 28]`` in [-1, 1], ``labels`` int64
-    ``[N]`` (None for an unconditional config), ``n`` = N, ``fingerprint`` = SHA-256 of both."""
-
-    x0: torch.Tensor
-    labels: torch.Tensor | None
-    n: int
-    fingerprint: str
-
-
-def prepare_data(data: object, config: Config, limit_data: int | None) -> Dataset:
-    """The training set as a :class:`Dataset` (see :func:`ddpm_lib.train.train` for ``data``)."""
-    from ddpm_lib.data import images_to_model, load_mnist
-
-    if data is None:
-        data = load_mnist("train")
-    if isinstance(data, torch.Tensor):
-        images, labels = data, None
-    elif isinstance(data, tuple | list) and len(data) == 2:
-        images, labels = data
-    else:
-        raise TypeError("data must be None, an images tensor, an MNISTSplit or (images, labels)")
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"data images must be a torch.Tensor, got {type(images).__name__}")
-    if limit_data is not None:
-        if isinstance(limit_data, bool) or not isinstance(limit_data, int) or limit_data < 1:
-            raise ValueError(f"limit_data must be an integer >= 1 (or None), got {limit_data!r}")
-        if limit_data > images.shape[0]:
-            raise ValueError(f"limit_data must be in [1, {images.shape[0]}], got {limit_data}")
-        images = images[:limit_data]
-        labels = None if labels is None else labels[:limit_data]
-    if images.dtype == torch.uint8:
-        x0 = images_to_model(images.cpu())
-    elif images.is_floating_point():
-        if images.dim() != 4 or tuple(images.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"float data images must be [N, 1, 28, 28], got {list(images.shape)}")
-        x0 = images.detach().cpu().float().contiguous()
-        if not bool(torch.isfinite(x0).all()) or float(x0.abs().max()) > 1.0:
-            raise ValueError("float data images must be finite and in [-1, 1]")
-    else:
-        raise TypeError(f"data images must be uint8 or floating point, got {images.dtype}")
-    n = x0.shape[0]
-    if n < config.batch_size:
-        raise ValueError(f"the data set has {n} images, fewer than batch_size={config.batch_size}")
-    h = hashlib.sha256(memoryview(x0.numpy()).cast("B"))
-    if config.num_classes is None:
-        labels = None
-    else:
-        if labels is None:
-            raise ValueError(f"num_classes={config.num_classes} (conditional) needs labels in data")
-        labels = torch.as_tensor(labels).detach().cpu().long().contiguous()
-        if labels.shape != (n,):
-            raise ValueError(f"labels must have shape [{n}], got {list(labels.shape)}")
-        if int(labels.min()) < 0 or int(labels.max()) >= config.num_classes:
-            raise ValueError(f"labels must be in [0, {config.num_classes - 1}]")
-        h.update(memoryview(labels.numpy()).cast("B"))
-    return Dataset(x0, labels, n, h.hexdigest())
-
-
-def _positive(name: str, value: object, integer: bool) -> None:
-    kinds = (int,) if integer else (int, float)
-    ok = not isinstance(value, bool) and isinstance(value, kinds)
-    if not ok or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type]
-        kind = "integer" if integer else "number"
-        raise ValueError(f"{name} must be a finite {kind} > 0 (or None), got {value!r}")
 
 
 def train(
@@ -185,9 +123,10 @@ def train(
     rank 0 writes the files; all of them return the same result.
 
     Raises:
-        ValueError: a bad argument (naming it and its allowed range), an existing run without
-            ``resume``, no checkpoint with ``resume``, a config or data set that differs from the
-            checkpoint's (naming the fields), an impossible precision for the device.
+        ParameterError: (a ValueError whose ``param`` names the parameter) a bad argument (with
+            its allowed range), an existing run without ``resume``, no checkpoint with ``resume``,
+            a config or data set that differs from the checkpoint's (naming the fields), an
+            impossible precision for the device.
         NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
     """
     for name, value, integer in (
@@ -197,48 +136,48 @@ def train(
         ("checkpoint_every", checkpoint_every, True),
     ):
         if value is not None or name == "checkpoint_every":
-            _positive(name, value, integer)
+            check_positive(name, value, integer)
     if config is not None and not isinstance(config, Config):
         raise TypeError(f"config must be a ddpm_lib.config.Config or None, got {type(config)}")
     if config is None and not resume:
-        raise ValueError("config=None is only allowed with resume=True (the checkpoint's config)")
+        raise ParameterError(
+            "config", "config=None is only allowed with resume=True (the checkpoint's config)"
+        )
     if seed is not None and config is not None:
-        config = Config.from_dict({**config.to_dict(), "seed": seed})  # validates the seed
+        try:
+            config = Config.from_dict({**config.to_dict(), "seed": seed})
+        except ValueError as e:
+            raise ParameterError("seed", str(e)) from e
     world = distributed.world_from_env()
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir {str(out)!r} exists and is not a directory")
-    ckpt_path = out / io.CHECKPOINT_FILE
+    ckpt_path = check_run_dir(out, resume)
     saved = None
     if resume:
-        if not ckpt_path.is_file():
-            raise ValueError(f"resume=True but there is no checkpoint {ckpt_path} to resume from")
         saved = load_checkpoint(ckpt_path)
         if config is None:
             config = saved.config
             if seed is not None and seed != config.seed:
-                raise ValueError(f"seed={seed} differs from the checkpoint's seed {config.seed}")
+                raise ParameterError(
+                    "seed", f"seed={seed} differs from the checkpoint's seed {config.seed}"
+                )
         diff = config_mismatch(config, saved.config)
         if diff:
             detail = ", ".join(
                 f"{f} (given {getattr(config, f)!r}, checkpoint {getattr(saved.config, f)!r})"
                 for f in diff
             )
-            raise ValueError(
+            raise ParameterError(
+                "config",
                 f"the config differs from the one of the checkpoint {ckpt_path} in: {detail}; "
-                f"resume with the checkpoint's config or start a new run in another directory"
-            )
-    else:
-        existing = [p.name for p in (ckpt_path, out / io.MODEL_FILE) if p.exists()]
-        if existing:
-            raise ValueError(
-                f"{out} already holds a run ({', '.join(existing)}); pass resume=True (CLI: "
-                f"--resume) to continue it, or choose another directory: a run is never overwritten"
+                f"resume with the checkpoint's config or start a new run in another directory",
             )
     assert config is not None
-    dev = loop.resolve_device(device)
-    precision = loop.resolve_precision(config.precision, dev)
-    distributed.shard(world, config.batch_size)  # the global batch must split evenly
+    dev = resolve_device(device)
+    precision = resolve_precision(config.precision, dev)
+    try:
+        distributed.shard(world, config.batch_size)  # the global batch must split evenly
+    except ValueError as e:
+        raise ParameterError("batch_size", str(e)) from e
     dev = distributed.start(world, dev)
     try:
         return _train(
@@ -276,9 +215,10 @@ def _train(
     if saved is not None:
         want = saved.info.get("data", {})
         if want.get("sha256") != dataset.fingerprint:
-            raise ValueError(
+            raise ParameterError(
+                "data",
                 f"the training data differs from the checkpoint's (checkpoint: {want.get('n')} "
-                f"images, now: {dataset.n}); pass the same data / limit_data as the first run"
+                f"images, now: {dataset.n}); pass the same data / limit_data as the first run",
             )
     steps_per_epoch = dataset.n // config.batch_size
     if steps is None and epochs is None:

@@ -1,12 +1,14 @@
-"""Turn a training run into shipped weights, and measure them: ``python -m ddpm_lib.release``.
+"""A maintainer's tool: turn a training run into shipped weights, and measure them.
 
-Two steps, both recorded in ``ddpm_lib/weights/manifest.json`` (or ``$DDPM_LIB_WEIGHTS_DIR``)::
+It lives in the repository, not in the installed package: it writes into the package's own
+``ddpm_lib/weights/`` (or ``$DDPM_LIB_WEIGHTS_DIR``), which only a checkout of the repository should
+do. Two steps, both recorded in ``manifest.json``::
 
     # 1. EMA weights of a finished run -> weights/mnist-unet.safetensors (float16) + manifest entry
-    python -m ddpm_lib.release export --run runs/mnist-unet --name mnist-unet \\
+    python tools/release.py export --run runs/mnist-unet --name mnist-unet \\
         --train-command "python -m ddpm_lib.train --preset small --out runs/mnist-unet ..."
     # 2. sample from the shipped (checksum-verified) file, score it, append the result to the entry
-    python -m ddpm_lib.release evaluate --name mnist-unet --n 1000 --sampler ddim --steps 50
+    python tools/release.py evaluate --name mnist-unet --n 1000 --sampler ddim --steps 50
 
 ``export`` copies the facts of the run from its ``metrics.json`` (steps, epochs, wall time, device,
 images/s, final loss) and measures what the float16 cast costs (the relative RMS change of
@@ -29,7 +31,6 @@ from typing import Any, NamedTuple
 import torch
 
 from ddpm_lib import hub, io
-from ddpm_lib._atomic import atomic_write_bytes
 
 __all__ = ["EvalResult", "export_run", "evaluate", "machine_name", "main"]
 
@@ -48,7 +49,7 @@ def machine_name(device: torch.device) -> str:
 
 
 def _write_manifest(directory: Path, raw: dict[str, Any]) -> None:
-    atomic_write_bytes(directory / hub.MANIFEST, (json.dumps(raw, indent=2) + "\n").encode())
+    io.write_json(directory / hub.MANIFEST, raw)
 
 
 def _read_raw_manifest(directory: Path) -> dict[str, Any]:
@@ -181,7 +182,7 @@ def evaluate(
     (:class:`ddpm_lib.models.InferenceModel`; the sampler's state stays float32); both are recorded.
     """
     from ddpm_lib import sample
-    from ddpm_lib.metrics import class_accuracy, mnist_fid
+    from ddpm_lib.metrics import class_accuracy, load_classifier, mnist_fid, predict
     from ddpm_lib.metrics.classifier import check_images
     from ddpm_lib.models import InferenceModel
 
@@ -209,9 +210,7 @@ def evaluate(
     x = torch.cat(chunks).clamp(-1, 1)
     check_images("samples", x, min_n=2)
     fid = mnist_fid(x)
-    from ddpm_lib.metrics.classifier import predict
-
-    predicted = predict(hub.load_classifier(), x)
+    predicted = predict(load_classifier(), x)
     rec: dict[str, Any] = {
         "sampler": sampler,
         "steps": steps if sampler == "ddim" else diffusion.T,
@@ -244,7 +243,7 @@ def evaluate(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ddpm_lib.release", description=__doc__.split("\n")[0]
+        prog="python tools/release.py", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("export", help="write a run's EMA weights + manifest entry")
@@ -290,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--scales must be comma-separated numbers, got {args.scales!r}")
     for s in scales:
         command = (
-            f"python -m ddpm_lib.release evaluate --name {args.name} --n {args.n} "
+            f"python tools/release.py evaluate --name {args.name} --n {args.n} "
             f"--sampler {args.sampler} --steps {args.steps} --scales {s:g} --seed {args.seed}"
             + (f" --precision {args.precision}" if args.precision != "fp32" else "")
             + (" --compile" if args.compile else "")

