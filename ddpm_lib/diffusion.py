@@ -8,7 +8,8 @@ example, as in Algorithm 1). Coefficients are gathered in float64 and cast to th
 
 Each public method checks its arguments once and then calls a private twin (same name with a
 leading underscore: ``_q_sample``, ``_mu_tilde_from_x0``, ...) that is the equation alone; the
-samplers and objectives call those twins inside their loops, after checking at their own entry.
+samplers and the objectives (:mod:`ddpm_lib.objectives`: ``loss_simple``, ``vlb_terms``, ``prior_bpd``,
+which build on this class) call those twins inside their loops, after checking at their own entry.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import NamedTuple
 
 import torch
 
-from . import objectives
 from ._validate import (
     check_batch,
     check_choice,
@@ -383,17 +383,6 @@ class Diffusion:
             return mean + var.sqrt() * z
         nonzero = (t.to(mean.device) > 1).to(mean.dtype).reshape(-1, *([1] * (mean.dim() - 1)))
         return mean + nonzero * var.sqrt() * z
-
-    # ----------------------------------------------------------------------------- objectives
-    def loss_simple(self, model: EpsModel, x0: torch.Tensor, t=None, noise=None, generator=None,
-                    reduction: str = "mean") -> torch.Tensor:  # fmt: skip
-        r"""Algorithm 1's objective, see :func:`ddpm_lib.objectives.loss_simple`."""
-        return objectives.loss_simple(self, model, x0, t, noise, generator, reduction)
-
-    def vlb_terms(self, model: EpsModel, x0: torch.Tensor, variance: str = "beta", noise=None,
-                  generator=None, clip_x0: bool = False) -> objectives.VLBTerms:  # fmt: skip
-        r"""Every term of the variational bound, see :func:`ddpm_lib.objectives.vlb_terms`."""
-        return objectives.vlb_terms(self, model, x0, variance, noise, generator, clip_x0)
 
     # ------------------------------------------------------- schedule facts the chapters use
     def variance_trajectory(self, var0: float) -> torch.Tensor:

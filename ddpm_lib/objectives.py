@@ -13,17 +13,15 @@ decoder term:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 
 from ._validate import check_choice, check_tensor
+from .diffusion import Diffusion, EpsModel
 from .losses import discretized_gaussian_log_likelihood, normal_kl
 
-if TYPE_CHECKING:
-    from .diffusion import Diffusion, EpsModel
-
-__all__ = ["VLBTerms", "loss_simple", "vlb_terms"]
+__all__ = ["VLBTerms", "loss_simple", "vlb_terms", "prior_bpd"]
 
 _LN2 = math.log(2.0)
 
