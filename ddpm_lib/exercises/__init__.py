@@ -1,23 +1,66 @@
-"""Self-check functions for the book's exercises: ``check_*(your_function) -> CheckResult``.
+"""Self-checks for the book's exercises: ``check_*(...) -> CheckResult``.
 
-Each checker tests a learner's function against ``ddpm_lib``'s reference on random inputs and says
-what is wrong; it never raises for a wrong answer, so a notebook keeps running.
+Two kinds of check: ``check_<name>(your_function)`` tests a function the student wrote against the
+library on many inputs; ``check_<name>(your_number)`` checks a number the student wrote (a
+prediction before an experiment, or the result of a derivation) against the library's exact value.
+A check never raises for a wrong answer, so a notebook keeps running. Help comes in three tiers:
+the failure names the kind of mistake (never the formula); ``hint(name)`` gives a hint;
+``solution(name)`` shows the formula. ``result.hint()`` / ``result.solution()`` do the same for a
+result kept in a variable, and ``hint()`` / ``solution()`` without a name refer to the exercise
+checked last.
 """
 
-from ._check import CheckResult
-from .closed_form import check_alpha_bars, check_q_sample, check_snr_crossing
-from .forward import check_marginal_pdf, check_q_step, check_variance_trajectory
-from .posterior import check_beta_tilde, check_mu_tilde_from_eps, check_q_posterior
+from ._check import CheckResult, Kind, Reveal, hint, solution
+from ._question import Bounds, Tolerance, Wrong, check_number
+from .closed_form import (
+    check_alpha_bar_T,
+    check_alpha_bars,
+    check_q_sample,
+    check_snr_crossing,
+    check_snr_crossing_prediction,
+)
+from .forward import (
+    check_marginal_pdf,
+    check_merged_variance,
+    check_q_step,
+    check_variance_prediction,
+    check_variance_step,
+    check_variance_trajectory,
+)
+from .posterior import (
+    beta_tilde_given,
+    check_beta_tilde,
+    check_beta_tilde_value,
+    check_mu_tilde_from_eps,
+    check_posterior_std_prediction,
+    check_q_posterior,
+)
 
 __all__ = [
+    "Bounds",
     "CheckResult",
+    "Kind",
+    "Reveal",
+    "Tolerance",
+    "Wrong",
+    "beta_tilde_given",
+    "check_alpha_bar_T",
     "check_alpha_bars",
     "check_beta_tilde",
+    "check_beta_tilde_value",
     "check_marginal_pdf",
+    "check_merged_variance",
     "check_mu_tilde_from_eps",
+    "check_number",
+    "check_posterior_std_prediction",
     "check_q_posterior",
     "check_q_sample",
     "check_q_step",
     "check_snr_crossing",
+    "check_snr_crossing_prediction",
+    "check_variance_prediction",
+    "check_variance_step",
     "check_variance_trajectory",
+    "hint",
+    "solution",
 ]
