@@ -23,7 +23,12 @@ __all__ = ["explore", "animate", "make_widget", "Draw"]
 Draw = Callable[..., None]
 
 
-def _check_controls(controls: Mapping[str, Sequence[Any]], animate_over: str) -> None:
+def _check_controls(
+    controls: Mapping[str, Sequence[Any]],
+    animate_over: str,
+    initial: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate the controls; return the starting value of each (``initial``, else the first)."""
     if not controls:
         raise ValueError("controls must name at least one parameter and its values")
     for name, values in controls.items():
@@ -31,6 +36,13 @@ def _check_controls(controls: Mapping[str, Sequence[Any]], animate_over: str) ->
             raise ValueError(f"control {name!r} has no values")
     if animate_over not in controls:
         raise ValueError(f"animate_over must be one of {list(controls)}, got {animate_over!r}")
+    initial = dict(initial or {})
+    for name, value in initial.items():
+        if name not in controls:
+            raise ValueError(f"initial names {name!r}, which is not a control: {list(controls)}")
+        if value not in list(controls[name]):
+            raise ValueError(f"initial {name}={value!r} is not one of {list(controls[name])}")
+    return {name: initial.get(name, values[0]) for name, values in controls.items()}
 
 
 def animate(
@@ -39,11 +51,13 @@ def animate(
     animate_over: str,
     figsize: tuple[float, float] = (8.0, 3.0),
     interval_ms: int = 400,
+    initial: Mapping[str, Any] | None = None,
 ) -> str:
     """The static twin: an HTML/JS animation of ``draw`` stepping through ``controls[animate_over]``
-    (the other parameters at their first value). Returns the HTML string (``to_jshtml``)."""
-    _check_controls(controls, animate_over)
-    fixed = {name: values[0] for name, values in controls.items() if name != animate_over}
+    (the other parameters at their ``initial`` value, default the first). Returns the HTML string
+    (``to_jshtml``), one frame per value."""
+    start = _check_controls(controls, animate_over, initial)
+    fixed = {name: value for name, value in start.items() if name != animate_over}
     frames = list(controls[animate_over])
     fig = plt.figure(figsize=figsize)
 
@@ -62,20 +76,25 @@ def make_widget(
     draw: Draw,
     controls: Mapping[str, Sequence[Any]],
     figsize: tuple[float, float] = (8.0, 3.0),
+    initial: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
 ):
-    """The live front end: ``ipywidgets.interactive`` with one slider or dropdown per control.
-    Returns the widget (its ``children[:-1]`` are the controls, the last child the output)."""
+    """The live front end: ``ipywidgets.interactive`` with one slider (numbers) or dropdown per
+    control, starting at ``initial`` (default: each first value) and labelled with ``labels``
+    (default: the parameter names). Returns the widget (its ``children[:-1]`` are the controls,
+    in the order of ``controls``, the last child the output)."""
     import ipywidgets as widgets
     from IPython.display import display
 
-    _check_controls(controls, next(iter(controls)))
+    start = _check_controls(controls, next(iter(controls)), initial)
+    labels = dict(labels or {})
 
     def control(name: str, values: Sequence[Any]):
-        values = list(values)
+        values, label = list(values), labels.get(name, name)
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            return widgets.SelectionSlider(options=values, value=values[0], description=name,
+            return widgets.SelectionSlider(options=values, value=start[name], description=label,
                                            continuous_update=False)  # fmt: skip
-        return widgets.Dropdown(options=values, value=values[0], description=name)
+        return widgets.Dropdown(options=values, value=start[name], description=label)
 
     def show(**params):
         fig = plt.figure(figsize=figsize)
@@ -93,6 +112,8 @@ def explore(
     animate_over: str | None = None,
     figsize: tuple[float, float] = (8.0, 3.0),
     static: bool | None = None,
+    initial: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
 ):
     """Show ``draw`` interactively in a live kernel, or as an animation in the static book.
 
@@ -101,17 +122,20 @@ def explore(
         controls: parameter name -> the values a reader can choose (numbers become a slider).
         animate_over: the parameter the static animation steps through (default: the first).
         static: force one front end; ``None`` picks it with :func:`ddpm_lib.book.static_output`.
+        initial: parameter name -> its starting value (default: the first of its values); the
+            static animation holds the other parameters there.
+        labels: parameter name -> the label of its control (default: the name).
 
     Returns:
         an ``IPython.display.HTML`` animation (static) or an ``ipywidgets.interactive`` (live);
         either displays itself as a cell's last expression.
     """
     animate_over = animate_over or next(iter(controls))
-    _check_controls(controls, animate_over)
+    _check_controls(controls, animate_over, initial)
     if static is None:
         static = static_output()
     if static:
         from IPython.display import HTML
 
-        return HTML(animate(draw, controls, animate_over, figsize))
-    return make_widget(draw, controls, figsize)
+        return HTML(animate(draw, controls, animate_over, figsize, initial=initial))
+    return make_widget(draw, controls, figsize, initial=initial, labels=labels)

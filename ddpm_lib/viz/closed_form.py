@@ -27,7 +27,7 @@ from ..diffusion import Diffusion
 from ..objectives import prior_bpd
 from ._live import explore
 from .common import colour
-from .images import draw_image
+from .images import check_digit, draw_image
 
 # fmt: off
 __all__ = [
@@ -179,15 +179,6 @@ def draw_snr(fig, schedules: Mapping[str, Diffusion], level: float = 1e-2) -> No
     fig.tight_layout()
 
 
-def _check_digit(x0: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x0, noise = check_tensor("x0", x0), check_tensor("noise", noise)
-    if x0.dim() != 4 or x0.shape[0] != 1:
-        raise ValueError(f"x0 must be one image of shape [1, C, H, W], got {list(x0.shape)}")
-    if noise.shape != x0.shape:
-        raise ValueError(f"noise must have x0's shape {list(x0.shape)}, got {list(noise.shape)}")
-    return x0, noise
-
-
 def draw_noising_grid(
     fig,
     x0: torch.Tensor,
@@ -195,10 +186,11 @@ def draw_noising_grid(
     schedules: Mapping[str, Diffusion],
     ts: Sequence[int],
 ) -> None:
-    r"""One row per schedule, one column per step: :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 +
-    \sqrt{1-\bar\alpha_t}\,\epsilon` with the *same* ``noise`` :math:`\epsilon` everywhere, so the
+    r"""One row per schedule, one column per step: :math:`\mathbf x_t = \sqrt{\bar\alpha_t}\,\mathbf x_0 +
+    \sqrt{1-\bar\alpha_t}\,\bar{\boldsymbol\epsilon}_t` with the *same* ``noise``
+    :math:`\bar{\boldsymbol\epsilon}_t` everywhere, so the
     rows differ only by their :math:`\bar\alpha_t`. ``x0``, ``noise``: ``[1, 1, H, W]``."""
-    x0, noise = _check_digit(x0, noise)
+    x0, noise = check_digit(x0, noise)
     axes = fig.subplots(len(schedules), len(ts), squeeze=False)
     for r, (row, (name, d)) in enumerate(zip(axes, schedules.items(), strict=True)):
         for ax, t in zip(row, ts, strict=True):
@@ -231,7 +223,7 @@ def draw_side_by_side(
     r"""The digit ``x0`` noised to step ``t`` by each chosen schedule (``"both"`` or one name) with
     the same ``noise``, and the :math:`\log\mathrm{SNR}` curves with a marker at ``t``. ``x0``,
     ``noise``: ``[1, 1, H, W]``; every schedule has the same ``T``, ``t`` in ``[0, T]``."""
-    x0, noise = _check_digit(x0, noise)
+    x0, noise = check_digit(x0, noise)
     T = _common_T(schedules)
     names = tuple(schedules)
     check_choice("schedule", schedule, (BOTH, *names))
@@ -268,7 +260,7 @@ def explore_side_by_side(
     """The chapter's explorer (:func:`draw_side_by_side`): controls ``t`` (the values ``ts``) and
     ``schedule`` (``"both"`` first, then each name); in the static book an animation over ``t`` with
     both schedules side by side (see :func:`ddpm_lib.viz.explore`)."""
-    _check_digit(x0, noise)
+    check_digit(x0, noise)
     _common_T(schedules)
     draw = partial(draw_side_by_side, x0=x0, noise=noise, schedules=schedules)
     controls = {"t": [int(t) for t in ts], "schedule": [BOTH, *schedules]}

@@ -146,9 +146,10 @@ def draw_pixel_moments(
         ax_x.plot(t, chain.variances.numpy(), color=c, lw=1, ls=":")
     ax_x.plot([], [], "k:", lw=1, label=r"with $\sqrt{1-\beta_t}$ (simulated)")
     ax_m.plot([], [], "k--", lw=1, label="predicted")
-    ax_m.set(xlabel="$t$", title=r"mean of the pixels of $x_t$")
-    ax_v.set(xlabel="$t$", title=r"variance of the pixels of $x_t$")
-    ax_x.set(xlabel="$t$", title=r"variance if $x_t = x_{t-1} + \sqrt{\beta_t}\,\epsilon$")
+    ax_m.set(xlabel="$t$", title=r"mean of the pixels of $\mathbf{x}_t$")
+    ax_v.set(xlabel="$t$", title=r"variance of the pixels of $\mathbf{x}_t$")
+    ax_x.set(xlabel="$t$",
+             title=r"variance if $\mathbf{x}_t = \mathbf{x}_{t-1} + \sqrt{\beta_t}\,\boldsymbol{\epsilon}_t$")  # fmt: skip
     for ax in (ax_m, ax_v, ax_x):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["to_display", "draw_image", "draw_images", "image_grid"]
+from .._validate import check_tensor
+
+__all__ = ["to_display", "draw_image", "draw_images", "image_grid", "check_digit"]
 
 
 def to_display(x: torch.Tensor) -> torch.Tensor:
@@ -61,3 +63,14 @@ def draw_images(
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
+
+
+def check_digit(x0: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x0, noise)`` if ``x0`` is one image ``[1, C, H, W]`` and ``noise`` has its shape, else
+    ValueError (TypeError if either is not a floating-point tensor)."""
+    x0, noise = check_tensor("x0", x0), check_tensor("noise", noise)
+    if x0.dim() != 4 or x0.shape[0] != 1:
+        raise ValueError(f"x0 must be one image of shape [1, C, H, W], got {list(x0.shape)}")
+    if noise.shape != x0.shape:
+        raise ValueError(f"noise must have x0's shape {list(x0.shape)}, got {list(noise.shape)}")
+    return x0, noise

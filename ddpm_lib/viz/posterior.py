@@ -202,21 +202,24 @@ def draw_digit_posterior(
     samples = mean + var.sqrt() * z
     images = [x0b[0], x_t[0], mean[0], *samples]
     step = (mean - x_t)[0, 0]  # what one reverse step changes, on its own colour scale
-    titles = ["$x_0$", f"$x_{{{t}}}$", r"$\tilde\mu_t$"] + [f"$x_{{{t - 1}}}$ draw {i + 1}"
-                                                         for i in range(n_samples)]  # fmt: skip
+    titles = [r"$\mathbf{x}_0$", rf"$\mathbf{{x}}_{{{t}}}$", r"$\tilde{\boldsymbol{\mu}}_t$"]
+    titles += [rf"$\mathbf{{x}}_{{{t - 1}}}$ draw {i + 1}" for i in range(n_samples)]
     axes = fig.subplots(1, len(images) + 1)
     for ax, img, title in zip(axes, images, titles, strict=False):
         draw_image(ax, img)
         ax.set_title(title, fontsize=9)
     scale = max(float(step.abs().max()), 1e-12)
     axes[-1].imshow(step.numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
-    axes[-1].set_title(rf"$\tilde\mu_t - x_t$ (±{scale:.2g})", fontsize=9)
+    axes[-1].set_title(
+        rf"$\tilde{{\boldsymbol{{\mu}}}}_t - \mathbf{{x}}_t$ (±{scale:.2g})", fontsize=9
+    )
     for ax in axes:
         ax.set_axis_off()
     c0, ct = float(d.posterior_coef_x0[t]), float(d.posterior_coef_xt[t])
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.74, wspace=0.08)
     fig.suptitle(
-        rf"{schedule}, t = {t}:  $\tilde\mu_t$ = {c0:.3f} $x_0$ + {ct:.3f} $x_t$,  "
+        rf"{schedule}, t = {t}:  $\tilde{{\boldsymbol{{\mu}}}}_t$ = {c0:.3f} $\mathbf{{x}}_0$ + "
+        rf"{ct:.3f} $\mathbf{{x}}_t$,  "
         rf"$\sqrt{{\tilde\beta_t}}$ = {math.sqrt(float(d.beta_tildes[t])):.3f}",
         fontsize=9,
     )
