@@ -113,7 +113,7 @@ class Exercise(NamedTuple):
 
 
 _EXERCISES: dict[str, Exercise] = {}
-_LAST: list[str] = []  # the name of the exercise checked last
+_LAST: list[str] = []  # [the name of the exercise checked last]
 
 
 def register(name: str, hint_text: str, solution_text: str) -> Exercise:
@@ -187,7 +187,7 @@ def stuck(name: str) -> str:
 
 def failed(name: str, text: str, kind: str | None = None, says: str = "") -> CheckResult:
     """A failed :class:`CheckResult` whose message ends with the named mistake and :func:`stuck`."""
-    _LAST.append(name)
+    _LAST[:] = [name]
     lines = [text]
     if kind is not None:
         lines.append(f"Likely mistake ({kind}): {says}")
@@ -196,7 +196,7 @@ def failed(name: str, text: str, kind: str | None = None, says: str = "") -> Che
 
 
 def passed(name: str, text: str) -> CheckResult:
-    _LAST.append(name)
+    _LAST[:] = [name]
     return CheckResult(True, text, name, None)
 
 
