@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from ._check import _EXERCISES, CheckResult, as_number, failed, passed, register
 
-__all__ = ["Bounds", "Tolerance", "Wrong", "check_number"]
+__all__ = ["Bounds", "Tolerance", "VARIANCE", "Wrong", "check_number"]
 
 
 class Tolerance(NamedTuple):
@@ -50,6 +50,10 @@ class Bounds(NamedTuple):
     low: float
     high: float
     why: str
+
+
+#: The bounds of any variance.
+VARIANCE = Bounds(0.0, math.inf, "A variance cannot be negative.")
 
 
 def check_number(

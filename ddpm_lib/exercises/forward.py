@@ -33,7 +33,7 @@ from .._validate import check_t
 from ..diffusion import Diffusion
 from ..toy import GaussianMixture
 from ._check import Case, CheckResult, Kind, Slip, hint, register, run_check, solution
-from ._question import Bounds, Tolerance, Wrong, check_number
+from ._question import VARIANCE, Bounds, Tolerance, Wrong, check_number
 
 __all__ = [
     "check_q_step",
@@ -354,7 +354,7 @@ def check_variance_prediction(
         wrong.append(Wrong(Kind.OFF_BY_ONE, "that is the value at t + 1.", float(v[t + 1])))
     return check_number(
         "variance_prediction", prediction, exact, Tolerance(atol=atol), wrong=wrong,
-        what="prediction", bounds=Bounds(0.0, math.inf, "A variance cannot be negative."),
+        what="prediction", bounds=VARIANCE,
     )  # fmt: skip
 
 
@@ -393,7 +393,7 @@ def check_variance_step(
     ]  # fmt: skip
     return check_number(
         "variance_step", answer, exact, Tolerance(atol=atol), wrong=wrong,
-        bounds=Bounds(0.0, math.inf, "A variance cannot be negative."),
+        bounds=VARIANCE,
     )  # fmt: skip
 
 

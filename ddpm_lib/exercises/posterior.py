@@ -31,7 +31,7 @@ from .. import schedule
 from .._validate import check_choice, check_t
 from ..diffusion import Diffusion
 from ._check import Case, CheckResult, Kind, Slip, failed, hint, register, run_check, solution
-from ._question import Bounds, Tolerance, Wrong, check_number
+from ._question import VARIANCE, Bounds, Tolerance, Wrong, check_number
 
 __all__ = [
     "check_q_posterior",
@@ -340,7 +340,7 @@ def check_beta_tilde_value(
     ]  # fmt: skip
     return check_number(
         "beta_tilde_value", answer, exact, Tolerance(rtol=rtol), wrong=wrong,
-        bounds=Bounds(0.0, math.inf, "A variance cannot be negative."),
+        bounds=VARIANCE,
     )  # fmt: skip
 
 
