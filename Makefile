@@ -150,7 +150,8 @@ test-oldest:
 	$(call versions_and_fast_tests,$(OLDEST_BIN),)
 
 # $(1): a venv's bin folder; $(2): environment settings for the tests. Prints the versions that
-# matter, then runs the fast unit tests and every chapter under nbval in the CI profile.
+# matter, then runs the fast unit tests and every chapter (and its Colab student edition, which is
+# what Colab's newest versions will run) under nbval in the CI profile.
 define versions_and_fast_tests
 	@$(1)/python -V
 	@$(1)/python -m pip list --format=freeze 2>/dev/null | grep -iE \
@@ -159,9 +160,10 @@ define versions_and_fast_tests
 	  "(PYTHONWARNINGS: DeprecationWarning and FutureWarning from $(words $(OWN_MODULES)) ddpm_lib modules are errors)")
 	@$(2) $(1)/python -m pytest tests -q -m "not slow" --timeout=600
 	@if ls book/*.ipynb >/dev/null 2>&1; then \
-	  echo "DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q --nbval-lax --nbval-current-env ... book/*.ipynb"; \
+	  echo "DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q --nbval-lax --nbval-current-env ... book/*.ipynb colab/*.ipynb"; \
 	  $(2) DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q \
-	    --nbval-lax --nbval-current-env --nbval-cell-timeout=120 -p no:randomly book/*.ipynb; \
+	    --nbval-lax --nbval-current-env --nbval-cell-timeout=120 -p no:randomly book/*.ipynb \
+	    $(wildcard colab/*.ipynb); \
 	else echo "nbval: no chapter notebooks yet"; fi
 endef
 
