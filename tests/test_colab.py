@@ -10,7 +10,6 @@ with planted problems that must be found (skipped without Chromium, except under
 
 import importlib.util
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,6 +28,7 @@ import myst_md  # noqa: E402
 import sphinx_colab  # noqa: E402
 
 import colab  # noqa: E402
+from tests.test_check_book import chromium_or_skip  # noqa: E402
 
 BOOK = colab.Book.load()
 CHAPTERS = BOOK.chapters
@@ -495,20 +495,16 @@ def test_colab_dom_analysis_one_rule_at_a_time():
     assert check_colab.analyse_colab_dom("<html><p>x</p></html>")[0].startswith("no rendered")
 
 
-def chromium_or_skip() -> str:
-    chromium = check_book.find_chromium()
-    if chromium is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have chromium for the browser check (apt-get install chromium)")
-        pytest.skip("chromium not installed")
+def chromium_and_nbconvert_or_skip() -> str:
+    chromium = chromium_or_skip()
     if importlib.util.find_spec("nbconvert") is None:
-        pytest.skip("nbconvert not installed (make install)")
+        pytest.skip("nbconvert not installed (make unit installs it)")
     return chromium
 
 
 @pytest.mark.slow  # nbconvert + Chromium on three notebooks, ~10 s
 def test_nbconvert_in_chromium_passes_the_edition_and_finds_planted_problems(tiny_book, tmp_path):
-    chromium = chromium_or_skip()
+    chromium = chromium_and_nbconvert_or_skip()
     mathjax = check_colab.offline_mathjax()
     good = tmp_path / "good.ipynb"
     good.write_text(colab.dumps(edition(tiny_book, "book/01_a", "student")))
