@@ -1,6 +1,8 @@
 # ddpm-book — every command a reader, a student or CI needs.
 #   make book   build the rendered book into _build/html (installs everything first)
 #   make test   lint + unit tests + notebooks under nbval + book build + browser check
+#   make colab  write the Colab edition colab/ (and the chapters' header cells) from book/
+#   make colab-check  the Colab edition converted by nbconvert, checked in headless Chromium
 #   make test-fast  the unit tests not marked slow (about a minute): the loop to run while you work
 #   make test-newest  fast unit tests + every chapter on the newest Python and newest releases
 #   make test-oldest  the same on Python 3.10 with the lowest declared versions (not run by CI)
@@ -18,7 +20,7 @@ BOOK_PROFILE ?= default
 STAMP      := $(VENV)/.installed-stamp
 
 .PHONY: install book test test-fast lint unit nbval browser chromium clean test-newest \
-        test-oldest gpu-bundle gpu-smoke
+        test-oldest gpu-bundle gpu-smoke colab colab-check
 
 # test-newest: a second venv with the newest Python on the machine (a pyenv 3.x.y; override with
 # NEWEST_PYTHON=/path/to/python3.X) and the newest release of every dependency, as Colab will
@@ -48,6 +50,13 @@ $(STAMP): pyproject.toml requirements.txt
 
 install: $(STAMP)
 
+# nbconvert renders the Colab edition as plain Jupyter does (tools/check_colab.py).
+# TODO(lead): move "nbconvert>=7" into pyproject.toml's test extra and drop this stamp.
+NBCONVERT := $(VENV)/.nbconvert-stamp
+$(NBCONVERT): $(STAMP)
+	$(BIN)/python -m pip install -q "nbconvert>=7"
+	touch $@
+
 book: $(STAMP)
 	@# The execution cache does not know the profile: drop it when the profile changes.
 	@if [ -f _build/.profile ] && [ "$$(cat _build/.profile)" != "$(BOOK_PROFILE)" ]; then \
@@ -61,7 +70,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check ddpm_lib tests benchmarks book tools
 	$(BIN)/ruff format --check ddpm_lib tests benchmarks tools
 
-unit: $(STAMP) gpu-bundle
+unit: $(STAMP) gpu-bundle $(NBCONVERT)
 	$(BIN)/python -m pytest tests -q --timeout=600
 
 # Without the tests marked slow (training runs, pretrained sampling, SIGKILL and torchrun runs, the
@@ -69,11 +78,24 @@ unit: $(STAMP) gpu-bundle
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow" --timeout=600
 
+# The chapters and the student edition of Colab (which lacks the solution cells, so it runs a
+# different program). The instructor edition runs the chapters' code cells unchanged
+# (tests/test_colab.py checks that), so nbval on book/ covers it.
 nbval: $(STAMP)
 	@if ls book/*.ipynb >/dev/null 2>&1; then \
 	  DDPM_BOOK_PROFILE=ci $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
-	    --nbval-cell-timeout=120 -p no:randomly book/*.ipynb; \
+	    --nbval-cell-timeout=120 -p no:randomly book/*.ipynb $(wildcard colab/*.ipynb); \
 	else echo "nbval: no chapter notebooks yet"; fi
+
+# The Colab edition: colab/NN_*.ipynb (student) and colab/instructor/ from book/NN_*.ipynb and
+# _config.yml. Run it after editing a chapter and commit the result (a unit test fails otherwise).
+colab: $(STAMP)
+	$(BIN)/python tools/colab.py
+
+# Up to date, and rendered by nbconvert + headless Chromium without MyST syntax and with math.
+colab-check: $(NBCONVERT) chromium
+	$(BIN)/python tools/colab.py --check
+	$(BIN)/python tools/check_colab.py colab
 
 # Debian's chromium for the browser check (installed when running as root, e.g. in CI).
 chromium:
@@ -83,9 +105,12 @@ chromium:
 	      (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null); \
 	  else echo "note: the browser check needs Debian's chromium: sudo apt-get install chromium"; fi; }
 
-browser: book chromium
+# The built book, then the Colab edition (whose equation and theorem numbers must be the book's).
+browser: book chromium $(NBCONVERT)
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium missing: sudo apt-get install chromium"; exit 1; }
 	$(BIN)/python tools/check_book.py _build/html
+	$(BIN)/python tools/colab.py --check
+	$(BIN)/python tools/check_colab.py colab --book-html _build/html
 
 test: lint chromium unit nbval browser
 
@@ -125,7 +150,8 @@ test-oldest:
 	$(call versions_and_fast_tests,$(OLDEST_BIN),)
 
 # $(1): a venv's bin folder; $(2): environment settings for the tests. Prints the versions that
-# matter, then runs the fast unit tests and every chapter under nbval in the CI profile.
+# matter, then runs the fast unit tests and every chapter (and its Colab student edition, which is
+# what Colab's newest versions will run) under nbval in the CI profile.
 define versions_and_fast_tests
 	@$(1)/python -V
 	@$(1)/python -m pip list --format=freeze 2>/dev/null | grep -iE \
@@ -134,9 +160,10 @@ define versions_and_fast_tests
 	  "(PYTHONWARNINGS: DeprecationWarning and FutureWarning from $(words $(OWN_MODULES)) ddpm_lib modules are errors)")
 	@$(2) $(1)/python -m pytest tests -q -m "not slow" --timeout=600
 	@if ls book/*.ipynb >/dev/null 2>&1; then \
-	  echo "DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q --nbval-lax --nbval-current-env ... book/*.ipynb"; \
+	  echo "DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q --nbval-lax --nbval-current-env ... book/*.ipynb colab/*.ipynb"; \
 	  $(2) DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q \
-	    --nbval-lax --nbval-current-env --nbval-cell-timeout=120 -p no:randomly book/*.ipynb; \
+	    --nbval-lax --nbval-current-env --nbval-cell-timeout=120 -p no:randomly book/*.ipynb \
+	    $(wildcard colab/*.ipynb); \
 	else echo "nbval: no chapter notebooks yet"; fi
 endef
 

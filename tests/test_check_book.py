@@ -3,8 +3,7 @@
 The analysis is tested on small synthetic pages, one rule at a time, each in a passing and a
 failing form; the Chromium driver is tested on a real page that typesets the book's macros with
 the offline MathJax (skipped without Chromium, except under CI where it must be there). The
-book's macros are defined twice (for the built book and for Jupyter/Colab): one test keeps the
-two lists equal.
+book's macros live in _config.yml; every chapter's macro cell is written from them (make colab).
 """
 
 import importlib.util
@@ -21,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import check_book  # noqa: E402
 
+import colab  # noqa: E402
+
 TYPESET = '<span class="math notranslate nohighlight"><mjx-container>x</mjx-container></span>'
 RAW = '<span class="math notranslate nohighlight">\\(x_t\\)</span>'
 FIGURE = '<div class="cell_output docutils container"><img src="../_images/fig.png"></div>'
@@ -29,7 +30,7 @@ ANIMATION = (
     '<div class="animation"><img id="_anim_imgabc" src="data:image/png;base64,AAA">'
     '<div class="anim-controls"><input id="_anim_sliderabc" type="range"></div></div></div></div>'
 )
-COLAB = '<a href="https://colab.research.google.com/github/o/r/blob/main/book/01.ipynb">Colab</a>'
+COLAB = '<a href="https://colab.research.google.com/github/o/r/blob/main/colab/01.ipynb">Colab</a>'
 # myst-nb's markup for an error output and a stderr stream
 TRACEBACK = (
     '<div class="cell_output docutils container">'
@@ -56,6 +57,30 @@ def analyse(body: str, **kw) -> list[str]:
 
 
 # --- math ---------------------------------------------------------------------------------------
+
+
+def test_untypeset_math_in_the_sidebar_fails_too():
+    # the proof index once showed the chapter titles of the navigation as raw TeX
+    nav = f'<nav class="bd-links"><a href="b.html">2. The closed form of {RAW}</a></nav>'
+    page_with_nav = (
+        f"<html><body>{nav}<main><article class='bd-article'>x</article></main></body></html>"
+    )
+    problems = check_book.analyse_dom(page_with_nav, is_chapter=False)
+    assert len(problems) == 1 and "1 of 1 math elements did not typeset" in problems[0]
+    typeset_nav = page_with_nav.replace(RAW, TYPESET)
+    assert check_book.analyse_dom(typeset_nav, is_chapter=False) == []
+
+
+def test_an_external_image_fails_a_local_or_inline_one_passes():
+    badge = '<img src="https://colab.research.google.com/assets/colab-badge.svg">'
+    assert analyse(badge) == [
+        "external image: https://colab.research.google.com/assets/colab-badge.svg"
+    ]
+    assert len(analyse('<img src="//cdn.example.org/x.png">')) == 1
+    assert (
+        analyse('<img src="_static/images/logo_colab.png"><img src="data:image/png;base64,AA">')
+        == []
+    )
 
 
 def test_typeset_math_passes_and_untypeset_math_fails():
@@ -127,6 +152,14 @@ def test_chapter_without_colab_link_fails():
     assert len(analyse(FIGURE + ANIMATION + home, is_chapter=True)) == 1
 
 
+def test_the_colab_link_must_open_the_student_edition():
+    ok = analyse(FIGURE + ANIMATION + COLAB, is_chapter=True, notebook="01.ipynb")
+    assert ok == []
+    source = COLAB.replace("/colab/", "/book/")  # the MyST source, which Colab shows raw
+    problems = analyse(FIGURE + ANIMATION + source, is_chapter=True, notebook="01.ipynb")
+    assert len(problems) == 1 and "student edition colab/01.ipynb" in problems[0]
+
+
 def test_chapter_without_figure_or_animation_fails():
     no_fig = analyse(ANIMATION + COLAB, is_chapter=True)
     assert len(no_fig) == 1 and "no figure" in no_fig[0]  # the animation's frame is no figure
@@ -150,13 +183,13 @@ def test_animation_opt_out_is_read_from_notebook_metadata():
 
 def test_content_pages_skip_indexes_assets_and_redirects(tmp_path):
     html = tmp_path / "_build" / "html"
-    for rel in ["book/intro.html", "book/01.html", "genindex.html", "search.html",
+    for rel in ["book/intro.html", "book/01.html", "genindex.html", "py-modindex.html",
                 "_static/x.html", "_sources/book/y.html"]:  # fmt: skip
         (html / rel).parent.mkdir(parents=True, exist_ok=True)
         (html / rel).write_text(page("<p>x</p>"))
     (html / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html">')
     found = [p.relative_to(html).as_posix() for p in check_book.content_pages(html)]
-    assert found == ["book/01.html", "book/intro.html"]
+    assert found == ["book/01.html", "book/intro.html", "genindex.html"]
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "01.ipynb").write_text("{}")
     assert check_book.source_notebook(html, html / "book/01.html", tmp_path) is not None
@@ -190,9 +223,7 @@ def config_macros() -> dict[str, str]:
 
 
 def macro_cell() -> str:
-    lines = (ROOT / "book" / "_macros.md").read_text(encoding="utf-8").splitlines()
-    (cell,) = [line for line in lines if line.startswith("$\\newcommand")]
-    return cell
+    return colab.Book.load().macro_line()
 
 
 def parse_newcommands(cell: str) -> dict[str, str]:
@@ -207,7 +238,7 @@ def parse_newcommands(cell: str) -> dict[str, str]:
     return macros
 
 
-def test_macro_cell_matches_the_book_config():
+def test_macro_cell_defines_the_config_macros():
     cell = macro_cell()
     assert cell.endswith("$") and cell.count("$") == 2
     assert parse_newcommands(cell) == config_macros()
@@ -259,6 +290,6 @@ def test_offline_mathjax_typesets_the_book_macros_in_chromium(tmp_path):
 def test_every_chapter_defines_the_macros_in_a_removed_cell(notebook):
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     macro_cells = [c for c in cells if "".join(c["source"]).strip() == macro_cell()]
-    assert macro_cells, f"{notebook.name}: paste the line of book/_macros.md as a markdown cell"
+    assert macro_cells, f"{notebook.name}: no macro cell: run `make colab`, which writes it"
     assert macro_cells[0]["cell_type"] == "markdown"
     assert "remove-cell" in macro_cells[0]["metadata"].get("tags", [])

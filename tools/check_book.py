@@ -7,14 +7,16 @@ Usage::
 Every content page of the built HTML is opened in headless Chromium (Debian's ``chromium``); the
 DOM after its scripts ran (MathJax included) is analysed for what a reader would see as broken:
 
-* math that did not typeset: an element of class ``math`` without an ``<mjx-container>``, raw
-  ``\\(``, ``\\[``, ``$$``, ``\\begin{`` or ``$...\\cmd...$`` left in the text of the article,
-  or a MathJax error (``<mjx-merror>``);
+* math that did not typeset, anywhere on the page (the sidebar lists chapter titles with math):
+  an element of class ``math`` without an ``<mjx-container>``, raw ``\\(``, ``\\[``, ``$$``,
+  ``\\begin{`` or ``$...\\cmd...$`` left in the text, or a MathJax error (``<mjx-merror>``);
+* an external image (``<img src="https://...">``): the book must read offline;
 * error output: a traceback output area, ``Traceback (most recent call last)`` in an output,
   ``Error`` in a stderr output, or a docutils system message;
 * for chapter pages (built from ``*.ipynb``): no figure from a cell output, no matplotlib
   ``to_jshtml`` animation (unless the notebook's metadata holds ``"ddpm_book": {"animation":
-  false}``), or no "Open in Colab" link to the notebook.
+  false}``), or no "Open in Colab" link to the chapter's student edition ``colab/<name>.ipynb``
+  (a link to ``book/<name>.ipynb`` would open the MyST source, which Colab cannot render).
 
 The analysis (:func:`analyse_dom` and its helpers) takes DOM strings only, so it is unit-tested on
 small HTML snippets; the Chromium driver is the thin layer around it. Exit status: 0 when every
@@ -40,8 +42,8 @@ from typing import NamedTuple
 from bs4 import BeautifulSoup, NavigableString, Tag
 
 COLAB_PREFIX = "https://colab.research.google.com/"
-# Built pages that are not content: Sphinx's index and search pages, and asset folders.
-SKIP_PAGES = frozenset({"genindex.html", "search.html", "py-modindex.html"})
+# Built pages that are not worth a browser run: the (empty) Python module index, asset folders.
+SKIP_PAGES = frozenset({"py-modindex.html"})
 SKIP_DIRS = frozenset({"_static", "_sources", "_images", "_downloads", ".doctrees"})
 # Text inside these elements is code, markup or MathJax's own output, never prose.
 NON_PROSE = frozenset({"pre", "code", "script", "style", "textarea", "math", "mjx-container"})
@@ -104,9 +106,9 @@ def is_redirect(html: str) -> bool:
 
 
 def math_problems(soup: BeautifulSoup) -> list[str]:
-    """Math that a reader would see as raw TeX or as a MathJax error."""
+    """Math that a reader would see as raw TeX or as a MathJax error, anywhere on the page."""
     problems = []
-    article = _article(soup)
+    article = soup.body or soup
     math = [t for t in article.find_all(["span", "div"]) if "math" in _classes(t)]
     raw = [t for t in math if t.find("mjx-container") is None]
     if raw:
@@ -123,6 +125,12 @@ def math_problems(soup: BeautifulSoup) -> list[str]:
         message = err.get("data-mjx-error") or err.get("title") or err.get_text()
         problems.append(f"MathJax error: {_short(str(message))!r}")
     return problems
+
+
+def external_image_problems(soup: BeautifulSoup) -> list[str]:
+    """Images loaded from another host: blank for a reader without a network."""
+    sources = (str(img.get("src", "")).strip() for img in soup.find_all("img"))
+    return [f"external image: {src}" for src in sources if re.match(r"^(https?:)?//", src)]
 
 
 def error_output_problems(soup: BeautifulSoup) -> list[str]:
@@ -175,8 +183,11 @@ def colab_links(soup: BeautifulSoup) -> list[str]:
     return [h for h in hrefs if h.startswith(COLAB_PREFIX) and h.endswith(".ipynb")]
 
 
-def chapter_problems(soup: BeautifulSoup, *, require_animation: bool = True) -> list[str]:
-    """What every chapter (a page built from a notebook) must show."""
+def chapter_problems(
+    soup: BeautifulSoup, *, require_animation: bool = True, notebook: str | None = None
+) -> list[str]:
+    """What every chapter (a page built from ``notebook``, e.g. ``01_forward_chain.ipynb``) must
+    show. Its Colab links must open the student edition, ``colab/<notebook>``."""
     problems = []
     if not _output_images(_article(soup)):
         problems.append("chapter has no figure (no <img> in any cell output)")
@@ -185,17 +196,27 @@ def chapter_problems(soup: BeautifulSoup, *, require_animation: bool = True) -> 
             "chapter has no to_jshtml animation (opt out with notebook metadata "
             '"ddpm_book": {"animation": false})'
         )
-    if not colab_links(soup):
+    links = colab_links(soup)
+    if not links:
         problems.append(f"chapter has no 'Open in Colab' link ({COLAB_PREFIX}....ipynb)")
+    elif notebook is not None:
+        student = f"/colab/{notebook}"
+        for link in sorted(set(links)):
+            if not link.endswith(student):
+                problems.append(
+                    f"Colab link does not open the student edition {student[1:]}: {link}"
+                )
     return problems
 
 
-def analyse_dom(dom: str, *, is_chapter: bool, require_animation: bool = True) -> list[str]:
+def analyse_dom(
+    dom: str, *, is_chapter: bool, require_animation: bool = True, notebook: str | None = None
+) -> list[str]:
     """All problems of one page, given its DOM after scripts ran (``chromium --dump-dom``)."""
     soup = BeautifulSoup(dom, "html.parser")
-    problems = math_problems(soup) + error_output_problems(soup)
+    problems = math_problems(soup) + external_image_problems(soup) + error_output_problems(soup)
     if is_chapter:
-        problems += chapter_problems(soup, require_animation=require_animation)
+        problems += chapter_problems(soup, require_animation=require_animation, notebook=notebook)
     return problems
 
 
@@ -313,7 +334,10 @@ def check_page(
     except (RuntimeError, subprocess.TimeoutExpired) as err:
         return PageResult(rel, (f"could not load the page: {err}",))
     problems = analyse_dom(
-        dom, is_chapter=notebook is not None, require_animation=require_animation
+        dom,
+        is_chapter=notebook is not None,
+        require_animation=require_animation,
+        notebook=notebook.name if notebook is not None else None,
     )
     if screenshot_dir is not None:
         png = screenshot_dir / (rel.replace("/", "__").removesuffix(".html") + ".png")
