@@ -141,10 +141,13 @@ class Diffusion:
     ) -> torch.Tensor:
         r"""One step of the forward chain, a draw of
         :math:`q(x_t \mid x_{t-1}) = \mathcal N\big(\sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I\big)`
-        (Ho et al. 2020, Eq. 2): :math:`x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon`.
+        (Ho et al. 2020, Eq. 2):
+        :math:`\mathbf x_t = \sqrt{\alpha_t}\,\mathbf x_{t-1} + \sqrt{\beta_t}\,\boldsymbol\epsilon_t`,
+        where :math:`\alpha_t = 1-\beta_t` and :math:`\boldsymbol\epsilon_t` is the fresh noise of
+        step ``t`` (the book's notation).
 
-        Args: ``x_prev`` :math:`x_{t-1}` ``[B, ...]``; ``t`` in ``[1, T]``; ``noise``
-        :math:`\epsilon` shaped like ``x_prev`` (drawn from ``generator`` if omitted).
+        Args: ``x_prev`` :math:`\mathbf x_{t-1}` ``[B, ...]``; ``t`` in ``[1, T]``; ``noise``
+        :math:`\boldsymbol\epsilon_t` shaped like ``x_prev`` (drawn from ``generator`` if omitted).
         Returns: :math:`x_t`, shaped like ``x_prev``.
         """
         t = self._check(t, x_prev=x_prev, noise=noise)
@@ -171,10 +174,14 @@ class Diffusion:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         r"""A draw of :math:`q(x_t \mid x_0)` in closed form (Ho et al. 2020, Eq. 4), by
-        reparametrisation: :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon`.
+        reparametrisation:
+        :math:`\mathbf x_t = \sqrt{\bar\alpha_t}\,\mathbf x_0 + \sqrt{1-\bar\alpha_t}\,\bar{\boldsymbol\epsilon}_t`,
+        where :math:`\bar{\boldsymbol\epsilon}_t = \bar{\boldsymbol\epsilon}_{1:t}` is the one standard
+        Gaussian that the step noises :math:`\boldsymbol\epsilon_1, \dots, \boldsymbol\epsilon_t`
+        merge into (the book's notation).
 
         Args: ``x0`` ``[B, ...]``; ``t`` in ``[0, T]`` (``t = 0`` returns ``x0``); ``noise``
-        :math:`\epsilon` shaped like ``x0`` (drawn from ``generator`` if omitted).
+        :math:`\bar{\boldsymbol\epsilon}_t` shaped like ``x0`` (drawn from ``generator`` if omitted).
         Returns: :math:`x_t`, shaped like ``x0``.
         """
         t = self._check(t, lo=0, x0=x0, noise=noise)

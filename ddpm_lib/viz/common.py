@@ -37,8 +37,10 @@ class Chain(NamedTuple):
     r"""One run of the forward chain from ``x0`` ``[B, ...]``, kept at the steps ``ts``.
 
     ``x_t[i]``: :math:`x_t` for ``t = ts[i]``, ``[len(ts), B, ...]`` in ``x0``'s dtype.
-    ``eps_bar[i]``: the merged noise :math:`\bar\epsilon_t` of Ho et al. 2020, Eq. 4, defined by
-    :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\bar\epsilon_t`, same shape (0 at
+    ``eps_bar[i]``: the merged noise :math:`\bar{\boldsymbol\epsilon}_t = \bar{\boldsymbol\epsilon}_{1:t}`
+    of Ho et al. 2020, Eq. 4 (the step noises :math:`\boldsymbol\epsilon_1, \dots,
+    \boldsymbol\epsilon_t` merged into one), defined by
+    :math:`\mathbf x_t = \sqrt{\bar\alpha_t}\,\mathbf x_0 + \sqrt{1-\bar\alpha_t}\,\bar{\boldsymbol\epsilon}_t`, same shape (0 at
     ``t = 0``, where no noise was added). ``means[t]``, ``variances[t]``: float64
     ``[max(ts) + 1]``, the mean and variance of *all* entries of :math:`x_t` pooled, ``t = 0..max(ts)``.
     """
@@ -57,12 +59,13 @@ def run_chain(
     ts: Iterable[int],
     generator: torch.Generator | None = None,
 ) -> Chain:
-    r"""Iterate :math:`x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon_t` (Ho et al. 2020,
-    Eq. 2) with :meth:`Diffusion.q_step` and fresh noise at every step, up to ``max(ts)``.
+    r"""Iterate :math:`\mathbf x_t = \sqrt{\alpha_t}\,\mathbf x_{t-1} + \sqrt{\beta_t}\,\boldsymbol\epsilon_t`
+    (Ho et al. 2020, Eq. 2) with :meth:`Diffusion.q_step`, a fresh :math:`\boldsymbol\epsilon_t` at
+    every step ``t``, up to ``max(ts)``.
 
     The chain is linear, so :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + m_t`, where :math:`m_t` is the
     same chain started from :math:`m_0 = 0` and fed the same noises. It is run alongside, and
-    :math:`\bar\epsilon_t = m_t / \sqrt{1-\bar\alpha_t}` is the one standard normal that Eq. 4 says
+    :math:`\bar{\boldsymbol\epsilon}_t = m_t / \sqrt{1-\bar\alpha_t}` is the one standard normal that Eq. 4 says
     it is -- computed from the chain, not from Eq. 4, so comparing the two tests the derivation.
 
     Args: ``x0`` ``[B, ...]``; ``ts`` strictly increasing steps in ``[0, T]`` (0 keeps ``x0``);
