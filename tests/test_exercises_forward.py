@@ -1,14 +1,17 @@
 """Chapter 1 self-checks: right answers pass in every form the text allows; each typical wrong
 answer fails, names its kind of mistake, and reveals no piece of the answer."""
 
+import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from ddpm_lib import Diffusion, schedule
-from ddpm_lib.exercises import Kind, hint, solution
+from ddpm_lib.exercises import Kind, forward, hint, solution
 from ddpm_lib.exercises.forward import (
     check_marginal_pdf,
     check_merged_variance,
@@ -389,3 +392,48 @@ def test_every_chapter_1_hint_and_solution_is_there():
                  "variance_step", "merged_variance"):  # fmt: skip
         assert str(hint(name)).startswith(f"Hint for {name}:")
         assert str(solution(name)).startswith(f"Solution of {name}:")
+
+
+# ================================================ the chapter's own question cells (book/01)
+CHAPTER_1 = Path(__file__).resolve().parent.parent / "book" / "01_forward_chain.ipynb"
+# each number check the chapter asks in its text, with the numbers that text states
+QUESTIONS = {
+    "check_variance_step": ("0.5", "0.3"),
+    "check_variance_prediction": ("0.25", "200"),
+    "check_merged_variance": ("0.1", "0.2"),
+}
+
+
+def _chapter_cells():
+    """(cell, inside a solution block, the Markdown just before it) for every cell."""
+    in_solution, last_md = False, ""
+    for cell in json.loads(CHAPTER_1.read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            if "{solution-start}" in source:
+                in_solution = True
+            if "{solution-end}" in source:
+                in_solution = False
+            if not in_solution:
+                last_md = source
+        yield cell, source, in_solution, last_md
+
+
+@pytest.mark.parametrize("check", sorted(QUESTIONS))
+def test_chapter_1_asks_each_question_with_a_blank_answer_and_the_default_numbers(check):
+    asked = [
+        (source, md)
+        for cell, source, in_solution, md in _chapter_cells()
+        if cell["cell_type"] == "code" and not in_solution and f"{check}(" in source
+    ]
+    assert len(asked) == 1, f"{check} is asked {len(asked)} times outside solutions"
+    source, md = asked[0]
+    call = re.search(rf"{check}\((\w+)\)", source)
+    assert call, "the check is called with the answer alone, so its defaults are the text's"
+    name = call.group(1)
+    # shipped blank, never pre-filled with the answer
+    assert re.search(rf"^{name} = \.\.\.", source, re.M), source
+    blank = getattr(forward, check)(...)
+    assert not blank.passed and "first" in blank.message
+    for number in QUESTIONS[check]:  # the text states the parameters the defaults use
+        assert number in md, (check, number)
