@@ -323,3 +323,45 @@ def test_posterior_std_at_the_end_equals_sqrt_beta_T_within_the_tolerance():
     """At t = T the posterior is as wide as the forward step: sqrt(beta_T) is right there."""
     assert check_posterior_std_prediction(0.02**0.5, 1000).passed
     assert not check_posterior_std_prediction(float(LINEAR.betas[2]) ** 0.5, 2).passed
+
+
+# ============================================================ the chapter's own answer cells
+def _chapter_code_cells():
+    """(source, inside_a_solution) for every code cell of book/03_posterior.ipynb."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "book" / "03_posterior.ipynb"
+    cells, inside = [], False
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            if "{solution-start}" in source:
+                inside = True
+            if "{solution-end}" in source:
+                inside = False
+        else:
+            cells.append((source, inside))
+    return cells
+
+
+def test_chapter_answer_cells_ship_unanswered_and_never_print_a_solution():
+    """The learner's cells of chapter 3 run (the book builds) without giving the answer away:
+    number questions ship with the `...` placeholder, no visible cell calls solution()."""
+    questions = 0
+    for source, in_solution in _chapter_code_cells():
+        if in_solution:
+            continue
+        assert "solution(" not in source, source
+        for check in ("check_beta_tilde_value(", "check_posterior_std_prediction("):
+            if check in source:
+                questions += 1
+                answer_lines = [ln for ln in source.splitlines() if ln.startswith("my_")]
+                assert answer_lines and all(" = ...  #" in ln for ln in answer_lines), source
+    assert questions == 2  # the derivation (beta_tilde_value) and the prediction (std at t = T)
+
+
+def test_the_chapter_placeholder_is_reported_as_not_answered():
+    for result in (check_beta_tilde_value(...), check_posterior_std_prediction(..., t=1000)):
+        assert not result.passed and result.kind is None
+        assert "first" in result.message

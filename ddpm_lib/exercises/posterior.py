@@ -346,9 +346,10 @@ def check_beta_tilde_value(
 
 register(
     "posterior_std_prediction",
-    "The posterior's variance is beta_tilde_t of this chapter. Early in the chain it is well below "
-    "beta_t (at t = 1 it is 0: x0 pins x_0 down); late in the chain, where both alpha_bars are "
-    "tiny, it is almost beta_t. The question asks for a standard deviation.",
+    "The posterior's precision is the sum of two precisions: alpha_t / beta_t from x_t and "
+    "1 / (1 - abar_{t-1}) from x0. Ask how large each is at the step in the question (how much "
+    "is still known about x_{t-1} from x0 there?), and whether one of them can be neglected. The "
+    "question asks for a standard deviation.",
     "std = sqrt(beta_tilde_t) = sqrt((1 - abar_{t-1}) / (1 - abar_t) * beta_t).\n"
     "In code:  Diffusion(schedule.linear_betas(1000, 1e-4, 0.02)).beta_tildes[t].sqrt()",
 )
