@@ -106,3 +106,14 @@ def test_exercises_import_neither_matplotlib_nor_viz():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_control_with_one_value_is_held_fixed_and_not_shown():
+    from ddpm_lib.viz import make_widget
+
+    seen = []
+    w = make_widget(lambda fig, t, schedule: seen.append((t, schedule)),
+                    {"t": [0, 5, 10], "schedule": ["linear"]})  # fmt: skip
+    assert [c.description for c in w.children[:-1]] == ["t"]
+    w.children[0].value = 5
+    assert seen[-1] == (5, "linear")

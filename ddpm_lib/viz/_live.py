@@ -80,9 +80,10 @@ def make_widget(
     labels: Mapping[str, str] | None = None,
 ):
     """The live front end: ``ipywidgets.interactive`` with one slider (numbers) or dropdown per
-    control, starting at ``initial`` (default: each first value) and labelled with ``labels``
-    (default: the parameter names). Returns the widget (its ``children[:-1]`` are the controls,
-    in the order of ``controls``, the last child the output)."""
+    control that offers a choice (a control with a single value is held fixed and not shown),
+    starting at ``initial`` (default: each first value) and labelled with ``labels`` (default: the
+    parameter names). Returns the widget (its ``children[:-1]`` are the shown controls, in the
+    order of ``controls``, the last child the output)."""
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -91,6 +92,8 @@ def make_widget(
 
     def control(name: str, values: Sequence[Any]):
         values, label = list(values), labels.get(name, name)
+        if len(values) == 1:  # nothing to choose: no control on screen
+            return widgets.fixed(values[0])
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
             return widgets.SelectionSlider(options=values, value=start[name], description=label,
                                            continuous_update=False)  # fmt: skip

@@ -1,7 +1,7 @@
 r"""Chapter 1, the forward Markov chain: the figures.
 
-The chain :math:`q(x_t \mid x_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I)` (Ho et al.
-2020, Eq. 2) is run by :func:`ddpm_lib.viz.run_chain`; the exact marginal of the 1-D toy it is
+The chain :math:`q(\mathbf x_t \mid \mathbf x_{t-1}) = \mathcal N(\sqrt{\alpha_t}\,\mathbf x_{t-1},\
+\beta_t \mathbf I)` (Ho et al. 2020, Eq. 2) is run by :func:`ddpm_lib.viz.run_chain`; the exact marginal of the 1-D toy it is
 checked against is :meth:`ddpm_lib.toy.GaussianMixture.noised`. Every ``draw_*`` draws into a
 matplotlib figure; ``draw_noising(fig, t, schedule, ...)`` is also shown live or as an animation by
 :func:`explore_noising`.
