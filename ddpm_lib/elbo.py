@@ -179,6 +179,9 @@ def vlb_estimate(
         raise ValueError(f"noise must have shape {[n_t + 1, *x0.shape]}, got {list(noise.shape)}")
     lo, hi, weight = _strata(T, n_t, strata)
     gen_device = generator.device if generator is not None else torch.device("cpu")
+    # every t first, so that batch_size changes nothing but the memory used
+    ts = [torch.randint(int(a), int(b) + 1, (n,), generator=generator, device=gen_device).cpu()
+          for a, b in zip(lo, hi, strict=True)]  # fmt: skip
     values, priors, decoders = [], [], []
     with torch.no_grad():
         for start in range(0, n, batch_size):
@@ -190,8 +193,7 @@ def vlb_estimate(
             l0 = _step_term(diffusion, model, x, 1, z, sigma2s, decoder, False)[0] / _LN2
             middle = torch.zeros(b, dtype=torch.float64, device=x.device)
             for k in range(n_t):
-                u = torch.randint(int(lo[k]), int(hi[k]) + 1, (b,), generator=generator,
-                                  device=gen_device).to(x.device)  # fmt: skip
+                u = ts[k][start : start + batch_size].to(x.device)
                 z = diffusion._draw(x, None if zs is None else zs[k + 1], generator)
                 term = _step_term(diffusion, model, x, u, z, sigma2s, decoder, False)[0]
                 middle += float(weight[k]) * term / _LN2
@@ -236,6 +238,7 @@ def vlb_direct(
     _check_decoder(decoder, x0)
     if noise is not None and tuple(check_tensor("noise", noise).shape) != (T, *x0.shape):
         raise ValueError(f"noise must have shape {[T, *x0.shape]}, got {list(noise.shape)}")
+
     def log_normal(x, mean, var):
         return -0.5 * (math.log(2 * math.pi) + torch.log(var) + (x - mean) ** 2 / var)
 
