@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from ddpm_lib import Diffusion, sample, schedule, viz  # noqa: E402
 from ddpm_lib.viz import denoise as D  # noqa: E402
 
-from .conftest import shown  # noqa: E402
+from .conftest import image_of, shown  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,11 @@ def trajectory(d):
                             return_trajectory=True, keep=[40, 20, 5, 1])  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
+@pytest.fixture
+def fig():
+    f = plt.figure()
+    yield f
     plt.close("all")
-
-
-def _image(ax) -> np.ndarray:
-    return np.asarray(ax.images[0].get_array())
 
 
 def test_denoise_steps_are_the_library_formulas(d, digits, frames):
@@ -80,14 +77,13 @@ def test_denoise_steps_bad_input(d, digits):
         D.denoise_steps(d, _model, x0[:, 0], noise[:, 0], [5])
 
 
-def test_draw_denoising_shows_x_t_over_x0_hat(frames):
-    fig = plt.figure()
+def test_draw_denoising_shows_x_t_over_x0_hat(frames, fig):
     D.draw_denoising(fig, 25, frames=frames, n_show=3)
     assert len(fig.axes) == 6  # 2 rows x 3 digits
-    assert np.allclose(_image(fig.axes[1]), viz.to_display(frames.x_t[2, 1, 0]).numpy())
-    assert np.allclose(_image(fig.axes[4]), viz.to_display(frames.x0_pred[2, 1, 0]).numpy())
+    assert np.allclose(image_of(fig.axes[1]), viz.to_display(frames.x_t[2, 1, 0]).numpy())
+    assert np.allclose(image_of(fig.axes[4]), viz.to_display(frames.x0_pred[2, 1, 0]).numpy())
     with pytest.raises(ValueError, match=r"one of the kept steps \[1, 10, 25, 40\], got 7"):
-        D.draw_denoising(plt.figure(), 7, frames=frames)
+        D.draw_denoising(fig, 7, frames=frames)
     with pytest.raises(ValueError, match="n_show must be an int >= 1"):
         D.explore_denoising(frames, n_show=0)
 
@@ -98,7 +94,7 @@ def test_live_denoising_widget_redraws_on_t(frames, monkeypatch):
 
     def spy(fig, t, **kw):
         real(fig, t, **kw)
-        calls.append((t, _image(fig.axes[len(fig.axes) // 2])))
+        calls.append((t, image_of(fig.axes[len(fig.axes) // 2])))
 
     monkeypatch.setattr(D, "draw_denoising", spy)
     w = shown(D.explore_denoising(frames, n_show=2, static=False))
@@ -113,13 +109,12 @@ def test_static_denoising_is_an_animation_over_t(frames):
     assert "<script" in html and html.count("data:image/png") == 4
 
 
-def test_trajectory_widget_live_and_static(trajectory, monkeypatch):
-    fig = plt.figure()
+def test_trajectory_widget_live_and_static(trajectory, monkeypatch, fig):
     D.draw_trajectory(fig, 20, trajectory=trajectory, index=2)
     k = trajectory.steps.tolist().index(20)
-    assert np.allclose(_image(fig.axes[0]), viz.to_display(trajectory.x_t[k, 2, 0]).numpy())
-    assert np.allclose(_image(fig.axes[1]), viz.to_display(trajectory.x0_pred[k, 2, 0]).numpy())
-    assert np.allclose(_image(fig.axes[2]), viz.to_display(trajectory.samples[2, 0]).numpy())
+    assert np.allclose(image_of(fig.axes[0]), viz.to_display(trajectory.x_t[k, 2, 0]).numpy())
+    assert np.allclose(image_of(fig.axes[1]), viz.to_display(trajectory.x0_pred[k, 2, 0]).numpy())
+    assert np.allclose(image_of(fig.axes[2]), viz.to_display(trajectory.samples[2, 0]).numpy())
     html = D.explore_trajectory(trajectory, static=True).data
     assert "<script" in html and html.count("data:image/png") == 4
     calls = []
@@ -133,4 +128,4 @@ def test_trajectory_widget_live_and_static(trajectory, monkeypatch):
     with pytest.raises(ValueError, match=r"index must be an int in \[0, 2\], got 3"):
         D.explore_trajectory(trajectory, index=3)
     with pytest.raises(ValueError, match="one of the kept steps"):
-        D.draw_trajectory(plt.figure(), 7, trajectory=trajectory)
+        D.draw_trajectory(fig, 7, trajectory=trajectory)
