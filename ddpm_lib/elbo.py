@@ -36,6 +36,7 @@ from .objectives import (
 
 __all__ = [
     "EpsWeights",
+    "STRATA",
     "VLBEstimate",
     "TBucketLoss",
     "eps_weights",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 _Z95 = 1.959963984540054  # the 97.5 % quantile of N(0, 1)
+#: How :func:`vlb_estimate` spreads its draws of ``t`` over ``2..T``.
+STRATA = ("log", "even", "none")
 
 
 class EpsWeights(NamedTuple):
@@ -121,9 +124,6 @@ def _strata(T: int, n_t: int, strata: str) -> tuple[torch.Tensor, torch.Tensor, 
     e = torch.tensor(edges)
     lo, hi = e[:-1], e[1:] - 1
     return lo, hi, (hi - lo + 1).double()
-
-
-STRATA = ("log", "even", "none")
 
 
 def vlb_estimate(
