@@ -140,27 +140,38 @@ def _sigma2s(diffusion: Diffusion, variance, x: torch.Tensor) -> torch.Tensor:
 
 def _step_term(diffusion, model, x0, t, z, sigma2s, decoder, clip_x0):
     r"""One term of the bound for the batch, **nats per dimension**, float64 ``[B]``, and the
-    ε-error :math:`\|\bar\epsilon_t - \epsilon_\theta(x_t, t)\|^2/\text{dims}` ``[B]``. ``t``
-    is an int in ``[1, T]`` or a LongTensor ``[B]`` with every entry in ``[2, T]``; ``z`` is
-    :math:`\bar\epsilon_t` (checked). The model sees :math:`x_t` in ``x0``'s dtype; everything
-    after it runs in float64, where the small KLs of large ``t`` do not drown in rounding (the
-    two means agree to 1e-6 there)."""
+    ε-error :math:`\|\bar\epsilon_t - \epsilon_\theta(x_t, t)\|^2/\text{dims}` ``[B]``.
+    :func:`_step_terms` with one variance."""
+    terms, eps_mse = _step_terms(diffusion, model, x0, t, z, [sigma2s], decoder, clip_x0)
+    return terms[0], eps_mse
+
+
+def _step_terms(diffusion, model, x0, t, z, sigma2s_list, decoder, clip_x0):
+    r"""The term of step ``t`` for each reverse variance of ``sigma2s_list`` from **one** model
+    call, nats per dimension, float64 ``[V, B]``, and the ε-error ``[B]``. ``t`` is an int in
+    ``[1, T]`` or a LongTensor ``[B]`` with every entry in ``[2, T]``; ``z`` is
+    :math:`\bar\epsilon_t`. The model sees :math:`x_t` in ``x0``'s dtype; everything after it
+    runs in float64, where the small KLs of large ``t`` do not drown in rounding (the two means
+    agree to 1e-6 there)."""
     eps = diffusion._call_model(model, diffusion._q_sample(x0, t, z), t).double()
     x0, z = x0.double(), z.double()
     x_t = diffusion._q_sample(x0, t, z)
     eps_mse = _mean_flat((z - eps) ** 2)
     mean = diffusion._p_mean_variance_from_eps(x_t, t, eps, "beta", clip_x0).mean
-    var = diffusion._coef(sigma2s, t, x0)
-    if isinstance(t, int) and t == 1:
-        if decoder == "discretized":
-            log_scale = 0.5 * torch.log(var)
-            nll = -discretized_gaussian_log_likelihood(x0, mean, log_scale.expand_as(x0))
+    if not (isinstance(t, int) and t == 1):
+        true_mean, true_var = diffusion._q_posterior(x0, x_t, t)
+    terms = []
+    for sigma2s in sigma2s_list:
+        var = diffusion._coef(sigma2s, t, x0)
+        if isinstance(t, int) and t == 1 and decoder == "discretized":
+            log_scale = 0.5 * torch.log(var).expand_as(x0)
+            per_dim = -discretized_gaussian_log_likelihood(x0, mean, log_scale)
+        elif isinstance(t, int) and t == 1:
+            per_dim = 0.5 * torch.log(2 * math.pi * var) + (x0 - mean) ** 2 / (2 * var)
         else:
-            nll = 0.5 * torch.log(2 * math.pi * var) + (x0 - mean) ** 2 / (2 * var)
-        return _mean_flat(nll), eps_mse
-    true_mean, true_var = diffusion._q_posterior(x0, x_t, t)
-    kl = normal_kl(true_mean, torch.log(true_var), mean, torch.log(var))
-    return _mean_flat(kl.expand_as(x0)), eps_mse
+            per_dim = normal_kl(true_mean, torch.log(true_var), mean, torch.log(var))
+        terms.append(_mean_flat(per_dim.expand_as(x0)))
+    return torch.stack(terms), eps_mse
 
 
 def _check_decoder(decoder: str, x0: torch.Tensor) -> None:

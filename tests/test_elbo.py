@@ -254,3 +254,16 @@ def test_loss_by_t_bucket(gen):
     assert torch.all((zero.mse - 1).abs() < 4 * zero.stderr + 1e-3)
     with pytest.raises(ValueError, match=r"n_buckets must be an int in \[1, 100\]"):
         elbo.loss_by_t_bucket(d, model, x0, 0)
+
+
+def test_vlb_estimates_share_the_draws_of_one_estimate():
+    d = Diffusion(schedule.linear_betas(20, 1e-3, 0.3))
+    x0 = _grid_data(torch.Generator().manual_seed(6), (50, 1, 4, 4)).double()
+    both = elbo.vlb_estimates(d, _toy_model, x0, ("beta", d.beta_tildes_clipped), n_t=4,
+                              generator=torch.Generator().manual_seed(2))  # fmt: skip
+    for est, variance in zip(both, ("beta", "beta_tilde"), strict=True):
+        one = elbo.vlb_estimate(d, _toy_model, x0, 4, variance,
+                                torch.Generator().manual_seed(2))  # fmt: skip
+        assert torch.equal(est.values, one.values) and est.mean == one.mean
+    with pytest.raises(ValueError, match="variances must be a non-empty list"):
+        elbo.vlb_estimates(d, _toy_model, x0, "beta")
