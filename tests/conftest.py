@@ -44,3 +44,10 @@ def shown(widget):
     if handle_displayed is not None:
         handle_displayed()
     return widget
+
+
+def image_of(ax):
+    """The array an axes shows with ``imshow`` (its first image), as numpy."""
+    import numpy as np
+
+    return np.asarray(ax.images[0].get_array())

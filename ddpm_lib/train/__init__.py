@@ -13,7 +13,8 @@ The same from a shell (``python -m ddpm_lib.train --help`` lists every flag)::
 Load a finished run with :func:`ddpm_lib.io.load`.
 
 Modules, each importing only those before it: :mod:`.arguments` (the checks at the boundary),
-:mod:`.dataset`, :mod:`.distributed`, :mod:`.ema`, :mod:`.checkpoint`, :mod:`.loop` (one
+:mod:`.dataset`, :mod:`.distributed`, :mod:`.ema`, :mod:`.checkpoint`, :mod:`.progress` (what
+a ``callback`` of :func:`train` receives), :mod:`.loop` (one
 optimiser step and the step/checkpoint loop), :mod:`.trainer` (:func:`train`).
 """
 
@@ -21,6 +22,7 @@ from ddpm_lib.train.arguments import ParameterError
 from ddpm_lib.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from ddpm_lib.train.ema import EMA, ema_decay_at
 from ddpm_lib.train.loop import NonFiniteLossError, algorithm1_loss, lr_at
+from ddpm_lib.train.progress import TrainProgress
 from ddpm_lib.train.trainer import STOP_REASONS, TrainResult, train
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "ParameterError",
     "STOP_REASONS",
     "TrainResult",
+    "TrainProgress",
     "TrainState",
     "algorithm1_loss",
     "ema_decay_at",

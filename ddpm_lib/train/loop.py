@@ -20,6 +20,7 @@ from ddpm_lib.train.checkpoint import TrainState, save_checkpoint
 from ddpm_lib.train.dataset import Dataset
 from ddpm_lib.train.distributed import SINGLE, World
 from ddpm_lib.train.ema import EMA
+from ddpm_lib.train.progress import Callback, TrainProgress
 
 __all__ = [
     "NonFiniteLossError",
@@ -308,9 +309,12 @@ class Run:
         max_seconds: float | None,
         checkpoint_every: int,
         progress: bool,
+        callback: Callback | None = None,
+        callback_every: int = 50,
     ) -> str:
         """Train until ``step_limit`` or ``max_seconds``; checkpoint every ``checkpoint_every``
-        steps and at the end. Returns why it stopped."""
+        steps and at the end; report to ``callback`` (rank 0 only) every ``callback_every`` steps
+        and at the end, its time not counted as training time. Returns why it stopped."""
         from tqdm.auto import tqdm
 
         cuda = self.device.type == "cuda"
@@ -338,6 +342,20 @@ class Run:
         )
         t0 = time.perf_counter()
         io_seconds = 0.0
+
+        def report(final: bool) -> float:
+            """Call the callback; return the seconds it took."""
+            if callback is None or not self.world.main:
+                return 0.0
+            self.flush()
+            c = time.perf_counter()
+            seconds = c - t0 - io_seconds
+            images = (self.step - start_step) * self.config.batch_size
+            callback(TrainProgress(self.step, step_limit, torch.tensor(self.losses),
+                                   seconds, images / max(seconds, 1e-9), self.ema.model,
+                                   self.config.diffusion(), final))  # fmt: skip
+            self.ema.model.eval()  # whatever the callback did, the EMA copy stays in eval mode
+            return time.perf_counter() - c
 
         def timing(stop: str | None) -> None:
             if cuda:
@@ -375,11 +393,14 @@ class Run:
                         bar.set_postfix(
                             loss=f"{float(recent):.4f}", img_s=f"{rate:.0f}", refresh=False
                         )
+                    if self.step % callback_every == 0 and self.step < step_limit:
+                        io_seconds += report(final=False)
                     if self.step % checkpoint_every == 0 and self.step < step_limit:
                         c = time.perf_counter()
                         timing(None)
                         self.checkpoint()
                         io_seconds += time.perf_counter() - c
+                io_seconds += report(final=True)
                 timing(stopped_by)
                 self.checkpoint()
         finally:

@@ -41,6 +41,7 @@ from ddpm_lib.train.arguments import (
 )
 from ddpm_lib.train.checkpoint import TrainState, load_checkpoint
 from ddpm_lib.train.dataset import Dataset, prepare_data
+from ddpm_lib.train.progress import Callback
 
 __all__ = [
     "train",
@@ -94,6 +95,8 @@ def train(
     progress: bool = True,
     data: object = None,
     limit_data: int | None = None,
+    callback: Callback | None = None,
+    callback_every: int = 50,
 ) -> TrainResult:
     """Train (or resume) a DDPM run in ``out_dir``; the same behaviour as ``python -m ddpm_lib.train``.
 
@@ -117,6 +120,12 @@ def train(
             ``(images, labels)`` pair or an images tensor (uint8 ``[N, 28, 28]`` or float
             ``[N, 1, 28, 28]`` in [-1, 1]); labels are needed for a conditional config.
         limit_data: use only the first ``limit_data`` images (for tests and quick runs).
+        callback: ``callback(progress)`` with a :class:`~ddpm_lib.train.progress.TrainProgress`
+            every ``callback_every`` steps and once at the end of the call (rank 0 only), e.g. a
+            live loss curve and sample grid in a notebook
+            (:class:`ddpm_lib.viz.training.LiveTraining`). Its time is not counted in
+            ``images_per_sec``; it cannot change the run (the training draws from its own
+            generators, and the global RNG state is restored after the loop).
 
     Under ``torchrun --nproc_per_node=N`` (see :mod:`ddpm_lib.train.distributed`) every process
     calls this function: ``config.batch_size`` is the global batch, split over the N processes;
@@ -134,11 +143,14 @@ def train(
         ("epochs", epochs, False),
         ("max_seconds", max_seconds, False),
         ("checkpoint_every", checkpoint_every, True),
+        ("callback_every", callback_every, True),
     ):
-        if value is not None or name == "checkpoint_every":
+        if value is not None or name in ("checkpoint_every", "callback_every"):
             check_positive(name, value, integer)
     if config is not None and not isinstance(config, Config):
         raise TypeError(f"config must be a ddpm_lib.config.Config or None, got {type(config)}")
+    if callback is not None and not callable(callback):
+        raise ParameterError("callback", f"callback must be callable or None, got {callback!r}")
     if config is None and not resume:
         raise ParameterError(
             "config", "config=None is only allowed with resume=True (the checkpoint's config)"
@@ -191,6 +203,7 @@ def train(
             progress,
             prepare_data(data, config, limit_data),
             world,
+            (callback, callback_every),
         )
     finally:
         distributed.stop(world)
@@ -207,6 +220,7 @@ def _train(
     progress: bool,
     dataset: Dataset,
     world: distributed.World,
+    reporting: tuple[Callback | None, int] = (None, 50),
 ) -> TrainResult:
     """:func:`train` once its arguments are checked; runs on every rank of a torchrun world."""
     steps, epochs = limits_given["steps"], limits_given["epochs"]
@@ -257,7 +271,9 @@ def _train(
         run.restore(saved)
         resumed_from = saved.step
         say(f"resuming {out} at step {saved.step} of {step_limit}")
-    stopped_by = run.run(step_limit, limit_reason, max_seconds, checkpoint_every, progress)
+    stopped_by = run.run(
+        step_limit, limit_reason, max_seconds, checkpoint_every, progress, *reporting
+    )
     state = run.state()
     if world.main:
         write_outputs(out, state)

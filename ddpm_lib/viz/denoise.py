@@ -1,0 +1,135 @@
+r"""Chapter 4, the trained model at work: what it sees and what it predicts.
+
+* The denoising explorer: for a batch of digits, :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 +
+  \sqrt{1-\bar\alpha_t}\,\bar\epsilon_t` (Ho et al. 2020, Eq. 4) with one fixed
+  :math:`\bar\epsilon_t` per digit, and the model's guess of the clean digit
+  :math:`\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta(x_t, t))/\sqrt{\bar\alpha_t}`
+  (:meth:`ddpm_lib.Diffusion.predict_x0_from_eps`), one slider position per ``t``.
+* One digit's way down through Algorithm 2: the states and predictions that
+  :func:`ddpm_lib.sample.ancestral` keeps with ``return_trajectory=True``.
+
+Both are a ``draw_*(fig, ...)`` shown live or as an animation by :func:`ddpm_lib.viz.explore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import NamedTuple
+
+import torch
+
+from .._validate import check_steps, check_tensor
+from ..diffusion import Diffusion, EpsModel
+from ..sample import Trajectory
+from ._live import explore
+from .images import draw_image
+
+__all__ = [
+    "Denoised",
+    "denoise_steps",
+    "draw_denoising",
+    "explore_denoising",
+    "draw_trajectory",
+    "explore_trajectory",
+]
+
+
+class Denoised(NamedTuple):
+    r"""``steps`` (LongTensor ``[K]``, increasing), ``x_t`` ``[K, B, C, H, W]`` (the noised digits
+    at each step) and ``x0_pred`` ``[K, B, C, H, W]`` (:math:`\hat x_0`, clamped to [-1, 1] for
+    display), on the CPU."""
+
+    steps: torch.Tensor
+    x_t: torch.Tensor
+    x0_pred: torch.Tensor
+
+
+def denoise_steps(
+    diffusion: Diffusion,
+    model: EpsModel,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    ts: Sequence[int],
+) -> Denoised:
+    r"""Noise the digits ``x0`` ``[B, C, H, W]`` to every step of ``ts`` (strictly increasing, in
+    ``[1, T]``) with the **same** :math:`\bar\epsilon` ``noise`` (``x0``'s shape) and ask the model
+    for :math:`\hat x_0` at each: ``len(ts)`` model calls of the batch, no gradients. The model's
+    numbers are the library's (:meth:`ddpm_lib.Diffusion.q_sample`,
+    :meth:`~ddpm_lib.Diffusion.predict_x0_from_eps`); this only collects them for display."""
+    x0, noise = check_tensor("x0", x0), check_tensor("noise", noise)
+    if x0.dim() != 4:
+        raise ValueError(f"x0 must be a batch of images [B, C, H, W], got {list(x0.shape)}")
+    if noise.shape != x0.shape:
+        raise ValueError(f"noise must have x0's shape {list(x0.shape)}, got {list(noise.shape)}")
+    steps = check_steps(ts, 1, diffusion.T)
+    kept_x, kept_x0 = [], []
+    with torch.no_grad():
+        for t in steps:
+            x_t = diffusion.q_sample(x0, t, noise=noise)
+            eps = diffusion.call_model(model, x_t, t)
+            kept_x.append(x_t.cpu())
+            kept_x0.append(diffusion.predict_x0_from_eps(x_t, t, eps).clamp(-1, 1).cpu())
+    return Denoised(torch.tensor(steps), torch.stack(kept_x), torch.stack(kept_x0))
+
+
+def _index(steps: torch.Tensor, t: int) -> int:
+    hits = (steps == t).nonzero()
+    if hits.numel() == 0:
+        raise ValueError(f"t must be one of the kept steps {steps.tolist()}, got {t}")
+    return int(hits[0])
+
+
+def draw_denoising(fig, t: int, *, frames: Denoised, n_show: int = 8) -> None:
+    r"""Two rows for the first ``n_show`` digits of ``frames`` at step ``t`` (one of
+    ``frames.steps``): top :math:`x_t`, bottom the model's :math:`\hat x_0`."""
+    if isinstance(n_show, bool) or not isinstance(n_show, int) or n_show < 1:
+        raise ValueError(f"n_show must be an int >= 1, got {n_show!r}")
+    k = _index(frames.steps, t)
+    n = min(n_show, frames.x_t.shape[1])
+    axes = fig.subplots(2, n, squeeze=False)
+    for i in range(n):
+        for row, images in enumerate((frames.x_t, frames.x0_pred)):
+            draw_image(axes[row, i], images[k, i])
+            axes[row, i].set_axis_off()
+    axes[0, 0].set_title("$x_t$", fontsize=9, loc="left")
+    axes[1, 0].set_title(r"$\hat x_0(x_t, t)$", fontsize=9, loc="left")
+    fig.suptitle(f"$t = {t}$", fontsize=11)
+
+
+def explore_denoising(frames: Denoised, n_show: int = 8, static: bool | None = None):
+    """The denoising explorer (:func:`draw_denoising`) with a ``t`` slider over ``frames.steps``;
+    in the static book an animation over them (see :func:`ddpm_lib.viz.explore`)."""
+    if isinstance(n_show, bool) or not isinstance(n_show, int) or n_show < 1:
+        raise ValueError(f"n_show must be an int >= 1, got {n_show!r}")
+    draw = partial(draw_denoising, frames=frames, n_show=n_show)
+    width = 1.1 * min(n_show, frames.x_t.shape[1]) + 0.4
+    return explore(draw, {"t": frames.steps.tolist()}, "t", figsize=(width, 2.6), static=static)
+
+
+def _check_index(index: int, n: int) -> None:
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+        raise ValueError(f"index must be an int in [0, {n - 1}], got {index!r}")
+
+
+def draw_trajectory(fig, t: int, *, trajectory: Trajectory, index: int = 0) -> None:
+    r"""Sample ``index`` of an Algorithm 2 ``trajectory`` at its kept step ``t``: the state
+    :math:`x_t`, the prediction :math:`\hat x_0(x_t, t)` and, for comparison, the final sample."""
+    _check_index(index, trajectory.samples.shape[0])
+    k = _index(trajectory.steps, t)
+    panels = [(trajectory.x_t[k, index], f"$x_{{{t}}}$"),
+              (trajectory.x0_pred[k, index], r"$\hat x_0$ at this step"),
+              (trajectory.samples[index], "final sample")]  # fmt: skip
+    for i, (image, title) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, i + 1)
+        draw_image(ax, image)
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=9)
+
+
+def explore_trajectory(trajectory: Trajectory, index: int = 0, static: bool | None = None):
+    """One digit's way down (:func:`draw_trajectory`), a ``t`` slider over the kept steps from
+    ``T`` down to 1; in the static book an animation in that order."""
+    _check_index(index, trajectory.samples.shape[0])
+    draw = partial(draw_trajectory, trajectory=trajectory, index=index)
+    return explore(draw, {"t": trajectory.steps.tolist()}, "t", figsize=(6.0, 2.3), static=static)
