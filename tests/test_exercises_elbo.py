@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from ddpm_lib import pretrained
 from ddpm_lib.exercises import Kind
 from ddpm_lib.exercises.elbo import (
     check_lambda_t,
@@ -168,17 +169,23 @@ def test_p_sample_step_names_the_kind_of_mistake(wrong, kind):
 
 
 # ============================================================== predict, then run
+@pytest.fixture(scope="module")
+def shipped():
+    return pretrained("mnist-unet")
+
+
 def test_most_bits_blank_asks_for_a_number_without_measuring():
-    result = check_most_bits_prediction(...)
+    result = check_most_bits_prediction(..., None, None)
     assert not result.passed and "first" in result.message
 
 
-def test_most_bits_right_and_wrong_predictions():
-    assert check_most_bits_prediction(1).passed
+def test_most_bits_right_and_wrong_predictions(shipped):
+    model, d = shipped
+    assert check_most_bits_prediction(1, model, d).passed
     for wrong, kind in ((1000, Kind.WRONG_QUANTITY), (2, Kind.OFF_BY_ONE), (0, Kind.INDEX_ZERO)):
-        result = check_most_bits_prediction(wrong)
+        result = check_most_bits_prediction(wrong, model, d)
         assert not result.passed and result.kind == kind, result.message
         assert_reveals_nothing(result, "most_bits_prediction", exact=1)
-    result = check_most_bits_prediction(500)
+    result = check_most_bits_prediction(500, model, d)
     assert not result.passed and "too large" in result.message
     assert_reveals_nothing(result, "most_bits_prediction", exact=1)

@@ -20,14 +20,13 @@ A check never raises for a wrong answer; it names the kind of mistake, and ``hin
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .. import schedule
-from ..diffusion import Diffusion
+from ..diffusion import Diffusion, EpsModel
 from ..elbo import eps_weights
 from ..losses import normal_kl
 from ..objectives import reverse_variances
@@ -308,33 +307,34 @@ def most_bits_steps() -> tuple[int, ...]:
     return _STEPS
 
 
-@functools.lru_cache(maxsize=1)
-def _largest_term_step(n: int = 8) -> int:
+def _largest_term_step(model: EpsModel, diffusion: Diffusion, n: int = 8) -> int:
     from ..data import images_to_model, load_mnist
-    from ..hub import pretrained
     from ..objectives import vlb_terms
 
-    model, d = pretrained("mnist-unet")
     x0 = images_to_model(load_mnist("test").images[:n])
-    terms = vlb_terms(d, model, x0, "beta", ts=_STEPS,
-                      generator=torch.Generator().manual_seed(0)).terms.mean(0)  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    terms = vlb_terms(diffusion, model, x0, "beta", ts=_STEPS, generator=gen).terms.mean(0)
     return _STEPS[int(terms.argmax())]
 
 
-def check_most_bits_prediction(prediction: Any) -> CheckResult:
+def check_most_bits_prediction(
+    prediction: Any, model: EpsModel, diffusion: Diffusion
+) -> CheckResult:
     r"""Predict, then run: the step ``t`` (an int in ``[1, T]``, ``T = 1000``) whose term of the
-    bound is largest on the shipped model ``"mnist-unet"`` with :math:`\sigma_t^2 = \beta_t`
+    bound is largest on ``model`` with schedule ``diffusion`` (the chapter passes the shipped
+    ``ddpm_lib.pretrained("mnist-unet")``, ``T = 1000``) with :math:`\sigma_t^2 = \beta_t`
     (:math:`L_0` for ``t = 1``, :math:`L_{t-1}` for ``t >= 2``). The exact value is measured by
-    :func:`ddpm_lib.objectives.vlb_terms` on 8 test digits at :func:`most_bits_steps` (the first
-    call loads the model, about a second); the answer must equal it."""
+    :func:`ddpm_lib.objectives.vlb_terms` on 8 MNIST test digits at :func:`most_bits_steps` (a
+    second or two on a CPU; nothing is measured while the answer is blank); the answer must equal
+    it."""
     if prediction is None or prediction is Ellipsis:  # no need to measure anything yet
         return failed(
             "most_bits_prediction",
             "most_bits_prediction: write your prediction (a "
             "step t) first, then run the cell again.",
         )
-    exact = _largest_term_step()
-    T = 1000
+    exact = _largest_term_step(model, diffusion)
+    T = diffusion.T
     wrong = [
         Wrong(Kind.WRONG_QUANTITY, "at t = T the input is nearly pure noise: the model's error "
               "there is weighted by a tiny lambda_t, and the prior term L_T has no parameters at "
