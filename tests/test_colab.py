@@ -384,11 +384,22 @@ def test_chapter_header_cells_come_from_the_config(doc):
     assert cells.index(macro) < cells.index(install) <= 2
 
 
+def _trains(doc: str) -> bool:
+    return bool(committed(doc)["metadata"].get("ddpm_book", {}).get("gpu", False))
+
+
 @pytest.mark.parametrize("doc", CHAPTERS)
-def test_no_chapter_of_part_one_asks_colab_for_a_gpu(doc):
-    for nb in (committed(doc), committed(doc, "colab"), committed(doc, "colab/instructor")):
-        assert "accelerator" not in nb["metadata"]
+def test_only_a_chapter_that_trains_asks_colab_for_a_gpu(doc):
+    editions = (committed(doc, "colab"), committed(doc, "colab/instructor"))
+    assert "accelerator" not in committed(doc)["metadata"]
+    for nb in editions:
+        assert ("accelerator" in nb["metadata"]) == _trains(doc)
     assert "colab" not in committed(doc)["metadata"]  # the book's own notebook is not for Colab
+
+
+def test_part_one_does_not_train_and_chapter_4_does():
+    assert not any(_trains(doc) for doc in CHAPTERS if doc[:2] in {"01", "02", "03"})
+    assert _trains("04_elbo")
 
 
 def test_install_cell_does_nothing_off_colab_and_installs_without_torch_on_colab(monkeypatch):

@@ -19,6 +19,12 @@ from .closed_form import (
     check_snr_crossing,
     check_snr_crossing_prediction,
 )
+from .elbo import (
+    check_lambda_t,
+    check_most_bits_prediction,
+    check_normal_kl,
+    check_p_sample_step,
+)
 from .forward import (
     check_marginal_pdf,
     check_merged_variance,
@@ -46,6 +52,10 @@ __all__ = [
     "beta_tilde_given",
     "check_alpha_bar_T",
     "check_alpha_bars",
+    "check_lambda_t",
+    "check_most_bits_prediction",
+    "check_normal_kl",
+    "check_p_sample_step",
     "check_beta_tilde",
     "check_beta_tilde_value",
     "check_marginal_pdf",
