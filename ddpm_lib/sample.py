@@ -1,5 +1,5 @@
 r"""Samplers for a trained ε-model: ancestral sampling (Algorithm 2) and DDIM, both with
-classifier-free guidance, on data of any shape.
+classifier-free guidance, on data of any shape; and Langevin dynamics for a score function.
 
 Both take ``model(x_t, t[, labels]) -> eps`` (a :class:`ddpm_lib.models.UNet` or any callable with
 that signature), a :class:`ddpm_lib.Diffusion` and a number of samples ``n``, and return samples
@@ -25,7 +25,15 @@ from ._validate import check_choice, check_eps, check_t, check_tensor
 from .config import IMAGE_CHANNELS, IMAGE_SIZE
 from .diffusion import VARIANCES, Diffusion, randn_like
 
-__all__ = ["ancestral", "ddim", "guided_eps", "ddim_timesteps", "Trajectory", "IMAGE_SHAPE"]
+__all__ = [
+    "ancestral",
+    "ddim",
+    "langevin",
+    "guided_eps",
+    "ddim_timesteps",
+    "Trajectory",
+    "IMAGE_SHAPE",
+]
 
 #: The default shape of one sample: an MNIST image.
 IMAGE_SHAPE = (IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
@@ -287,3 +295,59 @@ def ddim(
         if sigma > 0:
             x = x + sigma * randn_like(x, generator)
     return x.clamp(-1.0, 1.0) if clip_samples else x
+
+
+@torch.no_grad()
+def langevin(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    step_size: float,
+    n_steps: int,
+    generator: torch.Generator | None = None,
+    add_noise: bool = True,
+    return_trajectory: bool = False,
+) -> torch.Tensor:
+    r"""Unadjusted Langevin dynamics (as used by Song & Ermon 2019, Eq. 4) from ``x``:
+
+    .. math:: x_{i+1} = x_i + c\,\nabla_x\log p(x_i) + \sqrt{2c}\,\epsilon_i,\qquad
+        \epsilon_i \sim \mathcal N(0, I),\quad i = 0, \dots, n-1
+
+    with :math:`c` = ``step_size`` and :math:`n` = ``n_steps``. As :math:`c \to 0` and
+    :math:`n c \to \infty` the law of :math:`x_n` tends to :math:`p`; a finite :math:`c` leaves a
+    bias of order :math:`c`. ``add_noise=False`` drops the :math:`\sqrt{2c}\,\epsilon_i` term,
+    which leaves gradient ascent on :math:`\log p`: every chain climbs to a mode instead of
+    sampling :math:`p`.
+
+    Args:
+        score_fn: ``score_fn(x) -> score`` of ``x``'s shape (e.g.
+            :meth:`ddpm_lib.toy.GaussianMixture.score`); its output is cast to ``x``'s dtype.
+        x: the starting points ``[n, ...]`` (float); the state keeps their dtype and device.
+        step_size: :math:`c > 0`.
+        n_steps: :math:`n \ge 0` updates.
+        generator: every draw of :math:`\epsilon_i` comes from it.
+        return_trajectory: return every state, ``[n_steps + 1, n, ...]`` (index 0 = ``x``),
+            instead of the final one.
+
+    Returns:
+        :math:`x_n` ``[n, ...]``, or the trajectory ``[n_steps + 1, n, ...]``.
+    """
+    x = check_tensor("x", x)
+    if isinstance(step_size, bool) or not isinstance(step_size, int | float) or not step_size > 0:
+        raise ValueError(f"step_size must be a number > 0, got {step_size!r}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
+        raise ValueError(f"n_steps must be an int >= 0, got {n_steps!r}")
+    c = float(step_size)
+    states = [x]
+    for _ in range(n_steps):
+        score = score_fn(x)
+        if not isinstance(score, torch.Tensor) or score.shape != x.shape:
+            got = list(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
+            raise ValueError(
+                f"score_fn(x) must return a tensor of shape {list(x.shape)}, got {got}"
+            )
+        x = x + c * score.to(device=x.device, dtype=x.dtype)
+        if add_noise:
+            x = x + (2.0 * c) ** 0.5 * randn_like(x, generator)
+        if return_trajectory:
+            states.append(x)
+    return torch.stack(states) if return_trajectory else x

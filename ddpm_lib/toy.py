@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ._validate import check_t
+from .toy_mixture import GaussianMixture, three_bumps
 
 if TYPE_CHECKING:
     from .diffusion import Diffusion
@@ -45,121 +46,6 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _float64(name: str, value: object) -> torch.Tensor:
-    try:
-        v = torch.as_tensor(value, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{name} must be numbers (a tensor or a list), got {value!r}") from err
-    if not bool(torch.isfinite(v).all()):
-        raise ValueError(f"{name} must be finite, got {v.tolist()}")
-    return v
-
-
-class GaussianMixture:
-    r"""An isotropic Gaussian mixture :math:`q(x) = \sum_{k=1}^K \pi_k\,\mathcal N(x;\ \mu_k,
-    s_k^2 I)` in ``D`` dimensions.
-
-    Args:
-        weights: :math:`\pi_k`, ``[K]``, each > 0, summing to 1.
-        means: :math:`\mu_k`, ``[K, D]``.
-        stds: :math:`s_k`, ``[K]``, each > 0 (one standard deviation per component).
-
-    Tensors or nested lists; stored as float64 tensors ``weights``, ``means``, ``stds``.
-    """
-
-    __slots__ = ("weights", "means", "stds")
-
-    def __init__(self, weights: object, means: object, stds: object):
-        w, m, s = _float64("weights", weights), _float64("means", means), _float64("stds", stds)
-        if not (w.dim() == 1 and m.dim() == 2 and s.dim() == 1 and len(w) >= 1
-                and m.shape[0] == s.shape[0] == len(w) and m.shape[1] >= 1):  # fmt: skip
-            raise ValueError(
-                "weights [K], means [K, D] and stds [K] must share one length K >= 1, got shapes "
-                f"{list(w.shape)}, {list(m.shape)} and {list(s.shape)}"
-            )
-        if bool((w <= 0).any()) or abs(float(w.sum()) - 1.0) > 1e-9:
-            raise ValueError(f"weights must be > 0 and sum to 1, got {w.tolist()}")
-        if bool((s <= 0).any()):
-            raise ValueError(f"stds must be > 0, got {s.tolist()}")
-        self.weights, self.means, self.stds = w, m, s
-
-    @property
-    def K(self) -> int:
-        """The number of components."""
-        return len(self.weights)
-
-    @property
-    def D(self) -> int:
-        """The dimension of a point."""
-        return self.means.shape[1]
-
-    def __repr__(self) -> str:
-        return f"GaussianMixture(K={self.K}, D={self.D})"
-
-    def _check_x(self, x: object) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
-            raise TypeError(f"x must be a floating-point torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 2 or x.shape[1] != self.D:
-            raise ValueError(f"x must have shape [n, D] = [n, {self.D}], got {list(x.shape)}")
-        return x.detach().to(torch.float64).cpu()
-
-    def _joint_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log \pi_k + \log\mathcal N(x;\ \mu_k, s_k^2 I)` for checked ``x`` ``[n, D]``:
-        ``[n, K]``."""
-        sq = (x[:, None, :] - self.means).pow(2).sum(-1) / self.stds**2
-        return self.weights.log() - 0.5 * sq - self.D * (self.stds.log() + 0.5 * _LOG_2PI)
-
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, return_labels: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """``n`` draws: a component ``k`` with probability ``weights[k]``, then its Gaussian noise.
-        Returns float64 ``[n, D]`` (and the components, int64 ``[n]``, if ``return_labels``)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be an int >= 1, got {n!r}")
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = torch.randn(n, self.D, generator=generator, dtype=torch.float64)
-        x = self.means[k] + self.stds[k, None] * z
-        return (x, k) if return_labels else x
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log q(x)` at every row of ``x`` ``[n, D]``: float64 ``[n]``."""
-        return torch.logsumexp(self._joint_log_prob(self._check_x(x)), dim=-1)
-
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\nabla_x \log q(x) = \sum_k r_k(x)\,(\mu_k - x)/s_k^2` with the responsibilities
-        :math:`r_k(x) = q(k \mid x)`, at every row of ``x`` ``[n, D]``: float64 ``[n, D]``."""
-        x = self._check_x(x)
-        r = torch.softmax(self._joint_log_prob(x), dim=-1)
-        pull = (self.means - x[:, None, :]) / self.stds[:, None] ** 2  # [n, K, D]
-        return (r[:, :, None] * pull).sum(1)
-
-    def cdf(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\sum_k \pi_k\,\Phi\big((x - \mu_k)/s_k\big)` for ``D = 1`` (e.g. for a
-        Kolmogorov-Smirnov test): ``x`` ``[n, 1]``, float64 ``[n]``."""
-        if self.D != 1:
-            raise ValueError(f"cdf needs a 1-D mixture (D = 1), this one has D = {self.D}")
-        z = (self._check_x(x) - self.means[:, 0]) / self.stds  # [n, K]
-        return (self.weights * 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))).sum(-1)
-
-    def noised(self, alpha_bar: float | torch.Tensor) -> GaussianMixture:
-        r"""The mixture of :math:`q(x_t) = \int q(x_t \mid x_0)\,q(x_0)\,dx_0` for
-        :math:`\bar\alpha_t` = ``alpha_bar`` (one number in [0, 1]): each component becomes
-        :math:`\mathcal N(\sqrt{\bar\alpha_t}\,\mu_k,\ (\bar\alpha_t s_k^2 + 1 - \bar\alpha_t) I)`,
-        with the same weights (Ho et al. 2020, Eq. 4, convolved with each component)."""
-        ab = torch.as_tensor(alpha_bar, dtype=torch.float64).detach().cpu()
-        if ab.dim() != 0 or not 0.0 <= float(ab) <= 1.0:
-            raise ValueError(f"alpha_bar must be one number in [0, 1], got {alpha_bar!r}")
-        return GaussianMixture(
-            self.weights, ab.sqrt() * self.means, (ab * self.stds**2 + 1.0 - ab).sqrt()
-        )
-
-
-def three_bumps() -> GaussianMixture:
-    """Chapter 1's data distribution (``D = 1``): three narrow bumps at -0.8, 0.1 and 0.75 in
-    [-1, 1], weights 0.25, 0.45, 0.30, standard deviation 0.05 each."""
-    return GaussianMixture([0.25, 0.45, 0.30], [[-0.8], [0.1], [0.75]], [0.05, 0.05, 0.05])
 
 
 # ------------------------------------------------------------------ data on a few points (ch. 3)
