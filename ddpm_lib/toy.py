@@ -4,7 +4,8 @@ r"""Toy data whose diffusion is solvable exactly: the references the book checks
   dimension ``D``. The diffusion kernel :math:`q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0,
   (1-\bar\alpha_t) I)` (Ho et al. 2020, Eq. 4) is a Gaussian convolution, so the marginal
   :math:`q(x_t)` is again a mixture (:meth:`GaussianMixture.noised`) with a density, a score and
-  samples in closed form.
+  samples in closed form; so are :math:`\mathbb E[x_0 \mid x_t]`, the class posterior and the
+  optimal ε-model (chapter 5). Defined in :mod:`ddpm_lib.toy_mixture`, re-exported here.
 * 1-D Gaussian data :math:`\mathcal N(m, s^2)` (chapter 4): the true reverse kernels
   (:func:`gaussian_reverse_kernels`) and the optimal ε-model (:class:`GaussianOptimalEps`), with
   which the variational bound is tight.
@@ -26,13 +27,14 @@ import numpy as np
 import torch
 
 from ._validate import check_t
-from .toy_mixture import GaussianMixture, three_bumps
+from .toy_mixture import GaussianMixture, MixtureEps, three_bumps
 
 if TYPE_CHECKING:
     from .diffusion import Diffusion
 
 __all__ = [
     "GaussianMixture",
+    "MixtureEps",
     "three_bumps",
     "GridPosterior",
     "Regression",
