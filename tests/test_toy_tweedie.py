@@ -139,6 +139,7 @@ def test_posterior_mean_x0_against_monte_carlo_in_two_dimensions():
         resid = x0[inside] - f[inside]
         se = resid.std(0) / math.sqrt(count)
         z = resid.mean(0).abs() / se
+        print(f"ball at {q}: {count} pairs, |z| = {z.tolist()}")
         assert count > 1000 and bool((z < 4.5).all()), (q, count, z)
         assert float((x0[inside] - wrong[inside]).mean(0).abs().max()) > 10 * float(se.max())
 
