@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .. import schedule
 from ._compare import as_number, compare
 
 __all__ = [
@@ -346,3 +347,14 @@ _RAISED = object()
 def _cloned(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Fresh copies of the tensors, so that a learner writing into its input corrupts nothing."""
     return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def reference_schedules() -> list[tuple[str, torch.Tensor]]:
+    """The schedules a function check runs on, as ``(label, betas)``: the paper's linear and the
+    cosine schedule (T = 1000), and a coarse one with large betas, on which every slip shows up
+    far above the tolerance."""
+    return [
+        ("the linear schedule (T = 1000)", schedule.linear_betas(1000)),
+        ("the cosine schedule (T = 1000)", schedule.cosine_betas(1000)),
+        ("a coarse schedule (T = 8, beta from 0.05 to 0.4)", schedule.linear_betas(8, 0.05, 0.4)),
+    ]

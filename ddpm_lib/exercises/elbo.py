@@ -25,12 +25,22 @@ from typing import Any
 
 import torch
 
-from .. import schedule
 from ..diffusion import Diffusion, EpsModel
 from ..elbo import eps_weights
 from ..losses import normal_kl
 from ..objectives import reverse_variances
-from ._check import Case, CheckResult, Kind, Slip, failed, hint, register, run_check, solution
+from ._check import (
+    Case,
+    CheckResult,
+    Kind,
+    Slip,
+    failed,
+    hint,
+    reference_schedules,
+    register,
+    run_check,
+    solution,
+)
 from ._question import Bounds, Tolerance, Wrong, check_number
 
 __all__ = [
@@ -42,14 +52,6 @@ __all__ = [
     "hint",
     "solution",
 ]
-
-
-def _schedules() -> list[tuple[str, torch.Tensor]]:
-    return [
-        ("the linear schedule (T = 1000)", schedule.linear_betas(1000)),
-        ("the cosine schedule (T = 1000)", schedule.cosine_betas(1000)),
-        ("a coarse schedule (T = 8, beta from 0.05 to 0.4)", schedule.linear_betas(8, 0.05, 0.4)),
-    ]
 
 
 # ------------------------------------------------------------------------------ normal_kl
@@ -154,7 +156,7 @@ def _lambda_slip(f):
 
 def _lambda_cases() -> list[Case]:
     cases = []
-    for label, betas in _schedules():
+    for label, betas in reference_schedules():
         d, T = Diffusion(betas), betas.shape[0] - 1
         for variance in ("beta", "beta_tilde"):
             sigma2s = reverse_variances(d, variance)
@@ -230,7 +232,7 @@ def _step_cases() -> list[Case]:
     gen = torch.Generator().manual_seed(7)
     shape = (2, 1, 3, 3)
     cases = []
-    for label, betas in _schedules():
+    for label, betas in reference_schedules():
         d, T = Diffusion(betas), betas.shape[0] - 1
         for variance in ("beta", "beta_tilde"):
             sigma2s = reverse_variances(d, variance)

@@ -30,7 +30,18 @@ import torch
 from .. import schedule
 from .._validate import check_choice, check_t
 from ..diffusion import Diffusion
-from ._check import Case, CheckResult, Kind, Slip, failed, hint, register, run_check, solution
+from ._check import (
+    Case,
+    CheckResult,
+    Kind,
+    Slip,
+    failed,
+    hint,
+    reference_schedules,
+    register,
+    run_check,
+    solution,
+)
 from ._question import VARIANCE, Bounds, Tolerance, Wrong, check_number
 
 __all__ = [
@@ -45,15 +56,6 @@ __all__ = [
 ]
 
 
-def _schedules() -> list[tuple[str, torch.Tensor]]:
-    # A coarse schedule with large betas makes every slip show up far above the tolerance.
-    return [
-        ("the linear schedule (T = 1000)", schedule.linear_betas(1000)),
-        ("the cosine schedule (T = 1000)", schedule.cosine_betas(1000)),
-        ("a coarse schedule (T = 8, beta from 0.05 to 0.4)", schedule.linear_betas(8, 0.05, 0.4)),
-    ]
-
-
 def _steps(T: int) -> list[int]:
     return sorted({1, 2, 3, T // 2, T})
 
@@ -63,7 +65,7 @@ def _pair_cases(seed: int, shape: tuple[int, ...], names: str) -> list[Case]:
     and step: the arguments ``(a, b, t, betas)``."""
     gen = torch.Generator().manual_seed(seed)
     cases = []
-    for label, betas in _schedules():
+    for label, betas in reference_schedules():
         for t in _steps(betas.shape[0] - 1):
             a = torch.randn(shape, generator=gen, dtype=torch.float64)
             b = torch.randn(shape, generator=gen, dtype=torch.float64)
@@ -266,7 +268,7 @@ def check_beta_tilde(fn: Callable[..., Any]) -> CheckResult:
         Slip(Kind.OFF_BY_ONE, "index t holds the value of step t + 1.",
              lambda betas: torch.cat([_beta_tilde_ref(betas)[1:], betas[:1]])),
     ]  # fmt: skip
-    cases = [Case((betas,), label) for label, betas in _schedules()]
+    cases = [Case((betas,), label) for label, betas in reference_schedules()]
     result = run_check("beta_tilde", fn, _beta_tilde_ref, cases, slips=slips)
     if result.passed or result.kind is not None:
         return result
