@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ._validate import check_t
-from .toy_mixture import GaussianMixture, MixtureEps, three_bumps
+from .toy_mixture import GaussianMixture, MixtureEps, three_bumps, two_d_mixture
 
 if TYPE_CHECKING:
     from .diffusion import Diffusion
@@ -36,6 +36,7 @@ __all__ = [
     "GaussianMixture",
     "MixtureEps",
     "three_bumps",
+    "two_d_mixture",
     "GridPosterior",
     "Regression",
     "data_posterior",

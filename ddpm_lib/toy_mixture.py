@@ -26,7 +26,7 @@ from ._validate import check_t
 if TYPE_CHECKING:
     from .diffusion import Diffusion
 
-__all__ = ["GaussianMixture", "MixtureEps", "three_bumps"]
+__all__ = ["GaussianMixture", "MixtureEps", "three_bumps", "two_d_mixture"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -185,6 +185,27 @@ def three_bumps() -> GaussianMixture:
     """Chapter 1's data distribution (``D = 1``): three narrow bumps at -0.8, 0.1 and 0.75 in
     [-1, 1], weights 0.25, 0.45, 0.30, standard deviation 0.05 each."""
     return GaussianMixture([0.25, 0.45, 0.30], [[-0.8], [0.1], [0.75]], [0.05, 0.05, 0.05])
+
+
+def two_d_mixture() -> GaussianMixture:
+    """Chapter 5's data distribution in the plane (``D = 2``): four well separated round bumps of
+    unequal weight and width inside [-1, 1]^2, so that every mode is a component's mean and a
+    score field shows both a broad and a narrow basin.
+
+    ========  ================  =====
+    weight    mean              std
+    ========  ================  =====
+    0.35      (-0.55, -0.45)    0.20
+    0.25      ( 0.55, -0.50)    0.15
+    0.25      ( 0.00,  0.55)    0.15
+    0.15      ( 0.70,  0.50)    0.10
+    ========  ================  =====
+    """
+    return GaussianMixture(
+        [0.35, 0.25, 0.25, 0.15],
+        [[-0.55, -0.45], [0.55, -0.50], [0.0, 0.55], [0.70, 0.50]],
+        [0.20, 0.15, 0.15, 0.10],
+    )
 
 
 def _alpha_bar(alpha_bar: object) -> torch.Tensor:
