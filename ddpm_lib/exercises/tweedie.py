@@ -114,7 +114,8 @@ register(
     "step size c, and a fresh Gaussian kick scaled by a function of c. To find that scale, take "
     "p = N(0, 1) (its score is -x) and x ~ N(0, 1): the variance of x after one step must still "
     "be 1, up to terms of order c^2. Use the z you are given; draw nothing.",
-    "x_next = x + c * score + sqrt(2 c) * z   (Song & Ermon 2019, Eq. 4; ddpm_lib.sample.langevin)\n"
+    "x_next = x + c * score + sqrt(2 c) * z   (Song & Ermon 2019, Eq. 4; as in "
+    "ddpm_lib.sample.langevin)\n"
     "In code:  return x + step_size * score + (2 * step_size) ** 0.5 * z",
 )
 
