@@ -111,3 +111,47 @@ def check_steps(ts, lo: int, hi: int, name: str = "ts") -> tuple[int, ...]:
     if any(b <= a for a, b in zip(ts, ts[1:], strict=False)):
         raise ValueError(f"{name} must be strictly increasing, got {list(ts)}")
     return tuple(int(t) for t in ts)
+
+
+def check_time(t: object, hi: int, name: str = "t", *, sync: bool = True) -> int | float | torch.Tensor:
+    """A time for an ε-network: a step index (what :func:`check_t` accepts, in ``[0, hi]``) or a
+    *continuous* time in ``[0, hi]``, a Python float or a floating-point tensor ``[]``/``[B]``
+    (what the SDE and ODE samplers of :mod:`ddpm_lib.sde` pass; see :class:`ddpm_lib.sde.VPSDE`).
+    Returns an int, a float, a LongTensor or a floating tensor. ``sync=False`` as in
+    :func:`check_t`."""
+    if isinstance(t, float):
+        if not 0.0 <= t <= hi:
+            raise ValueError(f"{name} must be in [0, {hi}], got {t}")
+        return t
+    if isinstance(t, torch.Tensor) and t.dtype.is_floating_point:
+        if t.dim() > 1:
+            raise ValueError(f"{name} must have shape [] or [B], got shape {list(t.shape)}")
+        if t.numel() == 0:
+            raise ValueError(f"{name} must not be empty")
+        if sync or (t.device.type == "cpu" and not _is_compiling()):
+            t_min, t_max = float(t.min()), float(t.max())
+            if not (0.0 <= t_min and t_max <= hi):
+                raise ValueError(f"{name} must be in [0, {hi}], got values in [{t_min}, {t_max}]")
+        return t
+    return check_t(t, 0, hi, name, sync=sync)  # type: ignore[arg-type]
+
+
+def batch_index(
+    name: str, value: object, B: int, device: torch.device, hi: int, *, continuous: bool = False
+) -> torch.Tensor:
+    """A per-example index for a network's forward pass: an int or integer tensor ``[]``/``[B]``
+    in ``0..hi`` (with ``continuous=True`` also a float or floating tensor in ``[0, hi]``, a
+    continuous time) -> a tensor ``[B]`` on ``device``. Runs on every forward pass, so it never
+    reads GPU values back (``sync=False``)."""
+    if continuous:
+        value = check_time(value, hi, name, sync=False)
+    else:
+        value = check_t(value, 0, hi, name, sync=False)  # type: ignore[arg-type]
+    if isinstance(value, int | float):
+        dtype = torch.long if isinstance(value, int) else torch.float32
+        return torch.full((B,), value, dtype=dtype, device=device)
+    if value.dim() == 0:
+        value = value.expand(B)
+    if value.shape[0] != B:
+        raise ValueError(f"{name} must have shape [{B}] (or []), got {list(value.shape)}")
+    return value.to(device)

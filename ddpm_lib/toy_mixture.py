@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from ._validate import check_t
+from ._validate import check_t, check_time
+from .sde import continuous_alpha_bar
 
 if TYPE_CHECKING:
     from .diffusion import Diffusion
@@ -253,7 +254,10 @@ class MixtureEps:
     guidance in :mod:`ddpm_lib.sample` works as with the U-Net.
 
     Call: ``model(x_t [B, D], t, labels=None)`` with ``t`` an int or a LongTensor ``[]``/``[B]`` in
-    ``[1, T]`` and ``labels`` an int or a LongTensor ``[B]`` in ``[0, K]``; returns ``[B, D]`` in
+    ``[1, T]``, or a continuous time in ``(0, T]`` (a float or a floating tensor, as the SDE and
+    ODE samplers pass: :math:`\bar\alpha` is then :func:`ddpm_lib.sde.continuous_alpha_bar`, the
+    same interpolation :class:`ddpm_lib.sde.VPSDE` uses, so the exact toy checks those samplers
+    with no time-rounding error of its own), and ``labels`` an int or a LongTensor ``[B]`` in ``[0, K]``; returns ``[B, D]`` in
     ``x_t``'s dtype and device. Attributes: ``mixture``, ``diffusion``, ``config``
     (:class:`MixtureConfig`, read by the samplers).
     """
@@ -272,10 +276,19 @@ class MixtureEps:
         self, x_t: torch.Tensor, t: int | torch.Tensor, labels: int | torch.Tensor | None = None
     ) -> torch.Tensor:
         g = self.mixture
-        x = g._check_x(x_t, "x_t")
+        g._check_x(x_t, "x_t")
+        x = x_t.to(device="cpu", dtype=torch.float64)  # not detached: autograd reaches x_t
         n = x.shape[0]
-        t = check_t(t, 1, self.diffusion.T)
-        ab = self._alpha_bars[t if isinstance(t, int) else t.cpu()].reshape(-1)  # [1] or [B]
+        t = check_time(t, self.diffusion.T)
+        if isinstance(t, float) or (isinstance(t, torch.Tensor) and t.dtype.is_floating_point):
+            t = torch.as_tensor(t, dtype=torch.float64).cpu()
+            if float(t.min()) <= 0.0:
+                raise ValueError("t must be > 0 (at t = 0 the optimal eps is 0/0)")
+            ab = continuous_alpha_bar(self._alpha_bars, t).reshape(-1)
+        else:
+            if (t if isinstance(t, int) else int(t.min())) < 1:
+                raise ValueError(f"t must be an integer in [1, {self.diffusion.T}], got 0")
+            ab = self._alpha_bars[t if isinstance(t, int) else t.cpu()].reshape(-1)  # [1] or [B]
         if ab.shape[0] not in (1, n):
             raise ValueError(f"t has {ab.shape[0]} entries but x_t has batch size {n}")
         ab = ab.expand(n)[:, None]  # [n, 1]

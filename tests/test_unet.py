@@ -176,9 +176,25 @@ def test_t_out_of_range_or_wrong_shape(small, t):
 
 
 def test_t_wrong_type(small):
-    for t in (torch.tensor([1.0, 2.0]), torch.tensor([True, False]), 5.0, True, [1, 2]):
+    for t in (torch.tensor([True, False]), True, [1, 2], "5", torch.tensor([1 + 2j, 3j])):
         with pytest.raises(TypeError, match=r"\bt\b"):
             small(images(2), t)
+
+
+def test_continuous_t_is_accepted_and_agrees_at_integers(small):
+    """The SDE samplers (ddpm_lib.sde) pass continuous times: a float or a float tensor in
+    [0, T] goes through the sinusoidal embedding as it is, so t = 7.0 is t = 7, and a time
+    between two steps gives an output between theirs (not equal to either)."""
+    x = images(2)
+    with torch.no_grad():
+        at_int = small(x, 7)
+        assert torch.equal(small(x, 7.0), at_int)
+        assert torch.equal(small(x, torch.tensor([7.0, 7.0])), at_int)
+        between = small(x, 7.5)
+    assert not torch.equal(between, at_int)
+    for bad in (-0.5, 1000.5, torch.tensor([0.5, 1e4])):
+        with pytest.raises(ValueError, match=r"\bt\b"):
+            small(x, bad)
 
 
 def test_t_range_is_the_configs_T():

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddpm_lib.models.layers import timestep_embedding
-from ddpm_lib.models.unet import UNet
+from ddpm_lib._validate import batch_index
 
 __all__ = ["MLPConfig", "MLPEps"]
 
@@ -109,7 +109,8 @@ class MLPEps(nn.Module):
 
         Args:
             x_t: points ``[B, D]``, floating point (computed in the parameters' dtype).
-            t: time steps (``1..T`` in use): an int, or an integer tensor ``[B]`` or ``[]``.
+            t: time steps (``1..T`` in use): an int, or an integer tensor ``[B]`` or ``[]``;
+                or a continuous time (a float or a floating tensor), as the SDE samplers pass.
             labels: ``[B]`` (or an int) in ``0..num_classes`` for a conditional model; None = the
                 null label. Must be None for an unconditional model.
 
@@ -122,14 +123,14 @@ class MLPEps(nn.Module):
         if x_t.dim() != 2 or x_t.shape[1] != D or x_t.shape[0] == 0:
             raise ValueError(f"x_t must have shape [B, {D}] with B >= 1, got {list(x_t.shape)}")
         B, dtype = x_t.shape[0], self.inp.weight.dtype
-        t = UNet._check_index("t", t, B, x_t.device, hi=_T_MAX)
+        t = batch_index("t", t, B, x_t.device, hi=_T_MAX, continuous=True)
         e = self.time_proj(F.silu(timestep_embedding(t, self.config.emb_dim).to(dtype)))
         if self.label_emb is not None:
             assert self.null_label is not None
             if labels is None:
                 labels = self.null_label
             e = e + self.label_emb(
-                UNet._check_index("labels", labels, B, x_t.device, hi=self.null_label)
+                batch_index("labels", labels, B, x_t.device, hi=self.null_label)
             )
         elif labels is not None:
             raise ValueError(

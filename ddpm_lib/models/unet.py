@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpm_lib._validate import check_t
+from ddpm_lib._validate import batch_index
 from ddpm_lib.config import IMAGE_CHANNELS, IMAGE_SIZE, Config
 from ddpm_lib.models.layers import (
     AttentionBlock,
@@ -135,7 +135,9 @@ class UNet(nn.Module):
         Args:
             x_t: noisy images ``[B, 1, 28, 28]``, floating point.
             t: time steps in ``0..T``: a Python int (same for the whole batch) or an integer tensor
-                ``[B]`` (or ``[]``).
+                ``[B]`` (or ``[]``); or a continuous time in ``[0, T]`` (a float or a floating
+                tensor), which the sinusoidal embedding takes as it is (the SDE and ODE samplers
+                of :mod:`ddpm_lib.sde` ask for such times; training only ever shows integers).
             labels: class labels ``[B]`` in ``0..num_classes`` (``num_classes`` = the null label)
                 for a conditional model; ``None`` means the null label for every example. Must be
                 None for an unconditional model.
@@ -145,14 +147,14 @@ class UNet(nn.Module):
             (``x_t``'s dtype, or the autocast dtype).
         """
         B = self._check_x(x_t)
-        t = self._check_index("t", t, B, x_t.device, hi=self.config.T)
+        t = batch_index("t", t, B, x_t.device, hi=self.config.T, continuous=True)
         # The embedding is computed in float32; run the MLP in x_t's dtype (e.g. a float64 model).
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x_t.dtype))
         if self.label_emb is not None:
             assert self.null_label is not None
             if labels is None:
                 labels = torch.full((B,), self.null_label, dtype=torch.long, device=x_t.device)
-            labels = self._check_index("labels", labels, B, x_t.device, hi=self.null_label)
+            labels = batch_index("labels", labels, B, x_t.device, hi=self.null_label)
             emb = emb + self.label_emb(labels)
         elif labels is not None:
             raise ValueError(
@@ -188,21 +190,6 @@ class UNet(nn.Module):
         if x_t.shape[0] == 0:
             raise ValueError(f"x_t must hold at least one image (shape {expected}), got B = 0")
         return x_t.shape[0]
-
-    @staticmethod
-    def _check_index(
-        name: str, value: object, B: int, device: torch.device, hi: int
-    ) -> torch.Tensor:
-        """An int or integer tensor ``[]``/``[B]`` in ``0..hi`` -> LongTensor ``[B]`` on ``device``.
-        Runs on every forward pass: ``sync=False`` keeps it from reading GPU values back."""
-        value = check_t(value, 0, hi, name, sync=False)
-        if isinstance(value, int):
-            return torch.full((B,), value, dtype=torch.long, device=device)
-        if value.dim() == 0:
-            value = value.expand(B)
-        if value.shape[0] != B:
-            raise ValueError(f"{name} must have shape [{B}] (or []), got {list(value.shape)}")
-        return value.to(device)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
