@@ -113,7 +113,9 @@ def check_steps(ts, lo: int, hi: int, name: str = "ts") -> tuple[int, ...]:
     return tuple(int(t) for t in ts)
 
 
-def check_time(t: object, hi: int, name: str = "t", *, sync: bool = True) -> int | float | torch.Tensor:
+def check_time(
+    t: object, hi: int, name: str = "t", *, sync: bool = True
+) -> int | float | torch.Tensor:
     """A time for an ε-network: a step index (what :func:`check_t` accepts, in ``[0, hi]``) or a
     *continuous* time in ``[0, hi]``, a Python float or a floating-point tensor ``[]``/``[B]``
     (what the SDE and ODE samplers of :mod:`ddpm_lib.sde` pass; see :class:`ddpm_lib.sde.VPSDE`).

@@ -1,215 +1,268 @@
-r"""The DDPM forward chain in continuous time: the variance-preserving SDE (Song et al. 2021).
-
-Time. The SDE runs over :math:`\tau \in [0, 1]`; the network's time is :math:`t = \tau T`, a
-float (the U-Net's sinusoidal embedding and :class:`ddpm_lib.toy.MixtureEps` accept non-integer
-times; training only ever showed them integers). The continuous :math:`\bar\alpha(\tau)` is the
-discrete schedule interpolated **geometrically** between steps,
-
-.. math:: \log\bar\alpha(\tau) = (1-w)\log\bar\alpha_{k} + w\log\bar\alpha_{k+1},\qquad
-    \tau T = k + w,\ 0 \le w < 1,
-
-so :math:`\bar\alpha(t/T) = \bar\alpha_t` **exactly** at every integer step (any schedule, linear
-or cosine), and the network sees at :math:`\tau = t/T` the noise level it was trained on. Then
-
-.. math:: \beta(\tau) = -\frac{d}{d\tau}\log\bar\alpha(\tau) = -T\log\alpha_k
-    \quad\text{for } \tau T \in (k-1, k],
-
-piecewise constant, and :math:`T\beta_k \le \beta(\tau) \le T\beta_k/(1-\beta_k)`: the familiar
-:math:`\beta(\tau) \approx T\beta_{\tau T}` (Song et al. 2021, Appendix B) up to
-:math:`O(\beta_k^2)` per step. The VP-SDE
-
-.. math:: d\mathbf x = -\tfrac12\beta(\tau)\,\mathbf x\,d\tau + \sqrt{\beta(\tau)}\,d\mathbf w
-
-has the marginal :math:`q(\mathbf x(\tau)\mid\mathbf x_0) = \mathcal N(\sqrt{\bar\alpha(\tau)}\,
-\mathbf x_0, (1-\bar\alpha(\tau))\mathbf I)` (Song et al. 2021, Eq. 29), the continuous version of
-Ho et al. 2020, Eq. 4.
-
-Functions of :math:`\tau` take a float or a tensor ``[B]`` (one time per example).
+r"""The SDE view of a DDPM (Song et al. 2021) on the library's own ε-networks: the VP-SDE
+(:class:`VPSDE`, from :mod:`ddpm_lib.vpsde`: continuous time, :math:`\bar\alpha(\tau)`,
+:math:`\beta(\tau)`, drifts), the probability-flow ODE solved by ``scipy.integrate.solve_ivp``
+(:func:`solve_flow`), encoding data to :math:`\mathbf x(1)` (:func:`encode`) and the exact
+log-likelihood by the instantaneous change of variables (:func:`log_likelihood`). The samplers
+are :func:`ddpm_lib.sample.reverse_sde` and :func:`ddpm_lib.sample.probability_flow`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from ._validate import check_tensor, check_time
+from ._validate import check_tensor
+from .vpsde import VPSDE, Marginal, continuous_alpha_bar
 
 if TYPE_CHECKING:
     from .diffusion import Diffusion
 
-__all__ = ["VPSDE", "Marginal", "continuous_alpha_bar"]
+__all__ = [
+    "VPSDE",
+    "Marginal",
+    "Flow",
+    "LogLikelihood",
+    "continuous_alpha_bar",
+    "encode",
+    "log_likelihood",
+    "solve_flow",
+]
 
 
-def continuous_alpha_bar(alpha_bars: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-    r""":math:`\bar\alpha` at a continuous step :math:`t \in [0, T]`: geometric interpolation of
-    ``alpha_bars`` (``[T + 1]``, index = step) between the neighbouring integer steps; equal to
-    ``alpha_bars[t]`` at an integer ``t``. Returns float64, shaped like ``t`` (``[]`` for a float)."""
-    T = alpha_bars.shape[0] - 1
-    t = torch.as_tensor(check_time(t, T), dtype=torch.float64)
-    log_ab = alpha_bars.detach().to(dtype=torch.float64, device=t.device).log()
-    k = t.floor().clamp(max=T - 1).long()
-    w = t - k
-    lo, hi = log_ab[k], log_ab[k + 1]
-    # w = 0 or 1 returns the table entry itself (also when it is log 0 = -inf)
-    mixed = torch.where(w == 0, lo, torch.where(w == 1, hi, lo + w * (hi - lo)))
-    return mixed.exp()
+# ------------------------------------------------------------------ ODE solving (scipy)
+class Flow(NamedTuple):
+    r"""The end of an ODE solve: ``x`` (the state at the far end, the input's shape and dtype) and
+    ``nfe``, the number of network evaluations it took (each counts one batched call)."""
+
+    x: torch.Tensor
+    nfe: int
 
 
-class Marginal(NamedTuple):
-    r""":math:`q(\mathbf x(\tau) \mid \mathbf x_0) = \mathcal N(\text{mean}, \text{std}^2\mathbf I)`:
-    ``mean`` shaped like ``x0``; ``std`` broadcasts against it."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
+def _check_tau(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, float | int) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
 
 
-class VPSDE:
-    r"""The variance-preserving SDE matched to a :class:`~ddpm_lib.Diffusion` (see the module
-    docstring for the map between :math:`\tau` and the network's step :math:`t = \tau T`).
+def _check_tols(rtol: float, atol: float, method: str) -> None:
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if isinstance(tol, bool) or not isinstance(tol, float | int) or not tol > 0:
+            raise ValueError(f"{name} must be a number > 0, got {tol!r}")
+    if method not in _ODE_METHODS:
+        raise ValueError(f"method must be one of {_ODE_METHODS}, got {method!r}")
 
-    Attributes: ``diffusion``, ``T``.
+
+#: The explicit solvers of scipy.integrate.solve_ivp that suit a non-stiff ODE like this one.
+_ODE_METHODS = ("RK45", "RK23", "DOP853")
+
+
+def solve_flow(
+    eps_fn: Callable[[torch.Tensor, float], torch.Tensor],
+    sde: VPSDE,
+    x: torch.Tensor,
+    tau_from: float,
+    tau_to: float,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str = "RK45",
+) -> Flow:
+    r"""Integrate the probability-flow ODE :math:`d\mathbf x/d\tau =` :meth:`VPSDE.ode_drift_from_eps`
+    from ``tau_from`` to ``tau_to`` (either direction) with ``scipy.integrate.solve_ivp``
+    (adaptive step, error control by ``rtol``/``atol`` on the flattened state, float64 inside
+    the solver). ``eps_fn(x, tau) -> eps`` gives the network's prediction at a state of ``x``'s
+    shape and dtype. Used by :func:`ddpm_lib.sample.probability_flow` and :func:`encode`."""
+    from scipy.integrate import solve_ivp  # scipy is imported only when an ODE is solved
+
+    _check_tols(rtol, atol, method)
+    shape, dtype, device = x.shape, x.dtype, x.device
+    nfe = 0
+
+    def rhs(tau: float, y):
+        nonlocal nfe
+        nfe += 1
+        state = torch.from_numpy(y).reshape(shape).to(device=device, dtype=dtype)
+        with torch.no_grad():
+            eps = eps_fn(state, float(tau))
+            drift = sde.ode_drift_from_eps(state, float(tau), eps)
+        return drift.detach().double().cpu().numpy().reshape(-1)
+
+    y0 = x.detach().double().cpu().numpy().reshape(-1)
+    sol = solve_ivp(rhs, (tau_from, tau_to), y0, method=method, rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"the ODE solver failed: {sol.message}")
+    out = torch.from_numpy(sol.y[:, -1].copy()).reshape(shape).to(device=device, dtype=dtype)
+    return Flow(out, nfe)
+
+
+def encode(
+    model: Callable,
+    diffusion: Diffusion,
+    x0: torch.Tensor,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str = "RK45",
+    labels: torch.Tensor | None = None,
+    tau_start: float = 1e-3,
+) -> Flow:
+    r"""Encode data into the latent :math:`\mathbf x(1)` by the probability-flow ODE (Song et al.
+    2021, Sec. 4.3): solve :math:`d\mathbf x/d\tau = -\tfrac12\beta(\tau)\big(\mathbf x +
+    \mathbf s_\theta(\mathbf x, \tau)\big)` forward from :math:`\mathbf x(\tau_\text{start}) =`
+    ``x0`` to :math:`\tau = 1`. The flow is a bijection, so
+    ``sample.probability_flow(model, d, x_T=encode(...).x, denoise=False, tau_end=tau_start)``
+    returns ``x0`` up to the solver tolerance. (``x0`` is taken as the state at
+    :math:`\tau_\text{start}`, where the noise std :math:`\sqrt{1-\bar\alpha(\tau_\text{start})}`
+    is 0.01 for the linear schedule with T = 1000: the ε-network is not defined at
+    :math:`\tau = 0`.)
+
+    Args:
+        x0: data ``[n, ...]`` (its dtype is the state's).
+        labels: class labels ``[n]`` for a conditional model (the conditional flow), or None.
+        tau_start: :math:`\tau_\text{start} \in (0, 1)`.
+
+    Returns:
+        :class:`Flow` ``(x = x(1) [n, ...], nfe)``.
     """
+    x0 = check_tensor("x0", x0)
+    sde = VPSDE(diffusion)
+    tau_start = _check_tau("tau_start", tau_start)
+    return solve_flow(lambda x, tau: sde.eps(model, x, tau, labels), sde, x0, tau_start, 1.0,
+                      rtol, atol, method)  # fmt: skip
 
-    def __init__(self, diffusion: Diffusion):
-        self.diffusion = diffusion
-        self.T = diffusion.T
-        ab = diffusion.alpha_bars.detach().cpu().double()
-        self._log_alpha_bars = ab.log()
-        # beta(tau) on (k-1, k]/T: -T log alpha_k (index 0 unused)
-        self._betas = torch.zeros_like(ab)
-        self._betas[1:] = -self.T * (self._log_alpha_bars[1:] - self._log_alpha_bars[:-1])
 
-    def __repr__(self) -> str:
-        return f"VPSDE(T={self.T})"
+class LogLikelihood(NamedTuple):
+    r"""Per example ``[n]`` (float64): ``log_prob`` :math:`\log p_\theta(\mathbf x)` in nats (a
+    density: it can exceed 0); ``bpd``, bits per dimension (see :func:`log_likelihood`);
+    ``prior`` :math:`\log\mathcal N(\mathbf x(1); \mathbf 0, \mathbf I)` and ``delta``, the
+    integrated divergence, with ``log_prob = prior + delta``; and ``nfe``."""
 
-    # ------------------------------------------------------------------------------- time
-    def _tau(self, tau: float | torch.Tensor) -> torch.Tensor:
-        if isinstance(tau, bool) or not isinstance(tau, float | int | torch.Tensor):
-            raise TypeError(f"tau must be a float or a tensor, got {type(tau).__name__}")
-        tau = torch.as_tensor(tau, dtype=torch.float64).detach().cpu()
-        if tau.dim() > 1 or tau.numel() == 0:
-            raise ValueError(f"tau must be a number or a tensor [B], got shape {list(tau.shape)}")
-        if float(tau.min()) < 0.0 or float(tau.max()) > 1.0:
-            raise ValueError(f"tau must be in [0, 1], got values in [{float(tau.min())}, "
-                             f"{float(tau.max())}]")  # fmt: skip
-        return tau
+    log_prob: torch.Tensor
+    bpd: torch.Tensor
+    prior: torch.Tensor
+    delta: torch.Tensor
+    nfe: int
 
-    def t_of(self, tau: float | torch.Tensor) -> torch.Tensor:
-        r"""The network's (continuous) step :math:`t = \tau T`, float64 shaped like ``tau``."""
-        return self._tau(tau) * self.T
 
-    def alpha_bar(self, tau: float | torch.Tensor) -> torch.Tensor:
-        r""":math:`\bar\alpha(\tau)` (float64); ``alpha_bar(t / T) == diffusion.alpha_bars[t]``."""
-        return continuous_alpha_bar(self._log_alpha_bars.exp(), self.t_of(tau))
+def _divergence(eps_fn, x, tau, trace, probes):
+    r""":math:`\nabla\cdot\epsilon_\theta` per example ``[n]`` (exact, one backward pass per
+    dimension, or Hutchinson's :math:`\mathbf v^\top (\partial\epsilon/\partial\mathbf x)\mathbf v`
+    averaged over the fixed ``probes`` ``[P, n, ...]``), and :math:`\epsilon_\theta` itself."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        eps = eps_fn(x, tau)
+        n, flat = x.shape[0], eps.reshape(x.shape[0], -1)
+        if trace == "exact":
+            div = torch.zeros(n, dtype=x.dtype, device=x.device)
+            for i in range(flat.shape[1]):
+                (grad,) = torch.autograd.grad(flat[:, i].sum(), x, retain_graph=True)
+                div = div + grad.reshape(n, -1)[:, i]
+        else:
+            div = torch.zeros(n, dtype=x.dtype, device=x.device)
+            for k, v in enumerate(probes):
+                (grad,) = torch.autograd.grad((eps * v).sum(), x, retain_graph=k < len(probes) - 1)
+                div = div + (grad * v).reshape(n, -1).sum(1)
+            div = div / len(probes)
+    return div.detach(), eps.detach()
 
-    def beta(self, tau: float | torch.Tensor) -> torch.Tensor:
-        r""":math:`\beta(\tau) = -\frac{d}{d\tau}\log\bar\alpha(\tau)` (float64; piecewise constant,
-        the value on :math:`(k-1, k]/T` is :math:`-T\log\alpha_k`, and :math:`\beta(0)` that of
-        the first step)."""
-        k = self.t_of(tau).ceil().long().clamp(min=1)
-        return self._betas[k]
 
-    def g(self, tau: float | torch.Tensor) -> torch.Tensor:
-        r"""The diffusion coefficient :math:`g(\tau) = \sqrt{\beta(\tau)}` (float64)."""
-        return self.beta(tau).sqrt()
+_LOG_2PI = math.log(2.0 * math.pi)
 
-    @staticmethod
-    def _per_example(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """A coefficient (float64 ``[]`` or ``[B]``) in ``x``'s dtype and device, broadcastable."""
-        c = c.to(device=x.device, dtype=x.dtype)
-        return c.reshape(-1, *([1] * (x.dim() - 1))) if c.dim() == 1 else c
 
-    # ------------------------------------------------------------------------- the process
-    def drift(self, x: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
-        r"""The forward drift :math:`f(\mathbf x, \tau) = -\tfrac12\beta(\tau)\,\mathbf x`."""
-        x = check_tensor("x", x)
-        return -0.5 * self._per_example(self.beta(tau), x) * x
+def log_likelihood(
+    model: Callable,
+    diffusion: Diffusion,
+    x0: torch.Tensor,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str = "RK45",
+    trace: str = "auto",
+    n_probes: int = 1,
+    generator: torch.Generator | None = None,
+    bin_width: float | None = None,
+    labels: torch.Tensor | None = None,
+    tau_start: float = 1e-3,
+) -> LogLikelihood:
+    r"""The exact log-likelihood of the probability-flow ODE's model (Song et al. 2021, Sec. 4.3
+    and Appendix D.2; Chen et al. 2018, the instantaneous change of variables):
 
-    def marginal(self, x0: torch.Tensor, tau: float | torch.Tensor) -> Marginal:
-        r""":math:`q(\mathbf x(\tau)\mid\mathbf x_0)`: mean :math:`\sqrt{\bar\alpha(\tau)}\,\mathbf x_0`,
-        std :math:`\sqrt{1-\bar\alpha(\tau)}`, in ``x0``'s dtype."""
-        x0 = check_tensor("x0", x0)
-        ab = self._per_example(self.alpha_bar(tau), x0)
-        return Marginal(ab.sqrt() * x0, (1.0 - ab).sqrt())
+    .. math:: \log p_\theta(\mathbf x(\tau_0)) = \log\mathcal N(\mathbf x(1); \mathbf 0,
+        \mathbf I) + \int_{\tau_0}^{1}\nabla\cdot F(\mathbf x(\tau), \tau)\,d\tau,\qquad
+        \nabla\cdot F = -\tfrac12\beta(\tau)\Big(D - \frac{\nabla\cdot\epsilon_\theta}
+        {\sqrt{1-\bar\alpha(\tau)}}\Big)
 
-    def simulate(
-        self,
-        x0: torch.Tensor,
-        tau_end: float = 1.0,
-        steps: int = 1000,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        r"""Simulate the forward SDE from :math:`\mathbf x(0) = ` ``x0`` to ``tau_end`` by
-        Euler–Maruyama with ``steps`` equal steps :math:`h`:
-        :math:`\mathbf x \leftarrow \mathbf x + f(\mathbf x, \tau)h + g(\tau)\sqrt h\,\mathbf z`
-        (:math:`f, g` at the step's start). Returns :math:`\mathbf x(\tau_\text{end})`."""
-        x = check_tensor("x0", x0)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-        tau_end = float(self._tau(float(tau_end)))
-        h = tau_end / steps
-        for i in range(steps):
-            tau = i * h
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype,
-                                device=generator.device if generator is not None else x.device)  # fmt: skip
-            x = x + self.drift(x, tau) * h + float(self.g(tau)) * h**0.5 * noise.to(x.device)
-        return x
+    with :math:`F` the ODE drift (:meth:`VPSDE.ode_drift_from_eps`), solved jointly for
+    :math:`\mathbf x` and the integral from :math:`\mathbf x(\tau_0) =` ``x0`` (``tau_start``;
+    see :func:`encode`). The prior is :math:`\mathcal N(\mathbf 0, \mathbf I)` (the true
+    :math:`q_1` differs by :math:`\bar\alpha_T \approx 4\cdot 10^{-5}` for the linear schedule).
 
-    # ------------------------------------------------------------------- with an ε-network
-    def eps(
-        self,
-        model: Callable,
-        x: torch.Tensor,
-        tau: float | torch.Tensor,
-        labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        r""":math:`\epsilon_\theta(\mathbf x, \tau T)` with the continuous time as a float tensor
-        ``[B]`` on ``x``'s device; the output is checked and cast to ``x``'s dtype."""
-        x = check_tensor("x", x)
-        t = self.t_of(tau).to(device=x.device, dtype=torch.float32).expand(x.shape[0])
-        out = model(x, t) if labels is None else model(x, t, labels)
-        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"the model must return eps of x's shape {list(x.shape)}, got {got}")
-        return out.to(x.dtype)
+    The divergence :math:`\nabla\cdot\epsilon_\theta` is exact (one backward pass per
+    dimension; ``trace="exact"``, the default for ``D <= 16``) or Hutchinson's unbiased estimate
+    (``trace="hutchinson"``, the default above): :math:`\mathbf v^\top J\mathbf v` with Rademacher
+    :math:`\mathbf v`, ``n_probes`` of them drawn once from ``generator`` and kept fixed along
+    the trajectory (so the ODE stays smooth for the adaptive solver).
 
-    def score_from_eps(self, eps: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
-        r""":math:`\nabla\log q_\tau(\mathbf x) \approx -\epsilon_\theta/\sqrt{1-\bar\alpha(\tau)}`
-        (Tweedie; chapter 5)."""
-        return -eps / self._per_example((1.0 - self.alpha_bar(tau)).sqrt(), eps)
+    Bits per dimension: with ``bin_width`` :math:`\Delta` (discrete data, e.g. ``2 / 255`` for
+    8-bit images scaled to [-1, 1] by :func:`ddpm_lib.data.images_to_model`), the model's
+    probability of the data's bin is :math:`\approx p_\theta(\mathbf x)\Delta^D`, so
+    ``bpd`` :math:`= -(\log p_\theta/D + \log\Delta)/\ln 2`; the caller adds the dequantisation
+    noise :math:`\mathbf u \sim \mathcal U[0, \Delta)^D` to ``x0`` if wanted (Theis et al. 2016:
+    the average over it bounds the discrete log-likelihood from below). Without ``bin_width``
+    (continuous data), ``bpd`` :math:`= -\log p_\theta/(D\ln 2)`.
 
-    def score(
-        self,
-        model: Callable,
-        x: torch.Tensor,
-        tau: float | torch.Tensor,
-        labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        r"""The score of the noised data at time :math:`\tau` from an ε-network:
-        :math:`\mathbf s_\theta(\mathbf x, \tau) = -\epsilon_\theta(\mathbf x, \tau T)/
-        \sqrt{1-\bar\alpha(\tau)}`, ``x``'s shape and dtype (``tau`` > 0)."""
-        return self.score_from_eps(self.eps(model, x, tau, labels), tau)
+    Args:
+        x0: ``[n, ...]``; its dtype is the state's (float64 for the exact toy).
+        trace: ``"auto"``, ``"exact"`` or ``"hutchinson"``.
+        n_probes: Hutchinson probes (>= 1).
+        labels: class labels ``[n]`` for a conditional model, or None.
 
-    def ode_drift_from_eps(
-        self, x: torch.Tensor, tau: float | torch.Tensor, eps: torch.Tensor
-    ) -> torch.Tensor:
-        r"""The probability-flow drift (Song et al. 2021, Eq. 13) written with :math:`\epsilon`:
+    Returns:
+        :class:`LogLikelihood` ``(log_prob, bpd, prior, delta, nfe)``, each ``[n]`` float64.
+    """
+    from scipy.integrate import solve_ivp
 
-        .. math:: \frac{d\mathbf x}{d\tau} = f - \tfrac12 g^2\nabla\log q_\tau
-            = -\tfrac12\beta(\tau)\Big(\mathbf x - \frac{\epsilon_\theta}{\sqrt{1-\bar\alpha(\tau)}}
-            \Big)
-        """
-        beta = self._per_example(self.beta(tau), x)
-        return -0.5 * beta * (x + self.score_from_eps(eps, tau))
+    x0 = check_tensor("x0", x0)
+    _check_tols(rtol, atol, method)
+    if trace not in ("auto", "exact", "hutchinson"):
+        raise ValueError(f"trace must be 'auto', 'exact' or 'hutchinson', got {trace!r}")
+    if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
+        raise ValueError(f"n_probes must be an int >= 1, got {n_probes!r}")
+    if bin_width is not None and not (isinstance(bin_width, float | int) and bin_width > 0):
+        raise ValueError(f"bin_width must be a number > 0 or None, got {bin_width!r}")
+    tau_start = _check_tau("tau_start", tau_start)
+    sde = VPSDE(diffusion)
+    n, D = x0.shape[0], x0[0].numel()
+    trace = ("exact" if D <= 16 else "hutchinson") if trace == "auto" else trace
+    probes = None
+    if trace == "hutchinson":
+        gen_device = generator.device if generator is not None else x0.device
+        bits = torch.randint(0, 2, (n_probes, *x0.shape), generator=generator, device=gen_device)
+        probes = (2.0 * bits - 1.0).to(device=x0.device, dtype=x0.dtype)
+    shape, dtype, device = x0.shape, x0.dtype, x0.device
+    nfe = 0
 
-    def reverse_drift_from_eps(
-        self, x: torch.Tensor, tau: float | torch.Tensor, eps: torch.Tensor
-    ) -> torch.Tensor:
-        r"""The drift of the reverse-time SDE (Anderson 1982; Song et al. 2021, Eq. 6),
-        :math:`f - g^2\nabla\log q_\tau = -\tfrac12\beta(\tau)\mathbf x - \beta(\tau)\,
-        \mathbf s_\theta`, to be integrated *backwards* in :math:`\tau` with noise
-        :math:`g\,d\bar{\mathbf w}`."""
-        beta = self._per_example(self.beta(tau), x)
-        return -0.5 * beta * x - beta * self.score_from_eps(eps, tau)
+    def rhs(tau: float, y):
+        nonlocal nfe
+        nfe += 1
+        state = torch.from_numpy(y[: n * D]).reshape(shape).to(device=device, dtype=dtype)
+        div_eps, eps = _divergence(lambda x, s: sde.eps(model, x, s, labels), state, tau,
+                                   trace, probes)  # fmt: skip
+        drift = sde.ode_drift_from_eps(state, tau, eps)
+        beta, ab = float(sde.beta(tau)), float(sde.alpha_bar(tau))
+        div_f = -0.5 * beta * (D - div_eps.double() / (1.0 - ab) ** 0.5)
+        return torch.cat([drift.double().reshape(-1), div_f]).cpu().numpy()
+
+    y0 = torch.cat([x0.detach().double().reshape(-1), torch.zeros(n, dtype=torch.float64)])
+    sol = solve_ivp(rhs, (tau_start, 1.0), y0.cpu().numpy(), method=method, rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"the ODE solver failed: {sol.message}")
+    end = torch.from_numpy(sol.y[:, -1].copy())
+    x1, delta = end[: n * D].reshape(n, D), end[n * D :]
+    prior = -0.5 * (x1.pow(2).sum(1) + D * _LOG_2PI)
+    log_prob = prior + delta
+    if bin_width is None:
+        bpd = -log_prob / (D * math.log(2.0))
+    else:
+        bpd = -(log_prob / D + math.log(float(bin_width))) / math.log(2.0)
+    return LogLikelihood(log_prob, bpd, prior, delta, nfe)

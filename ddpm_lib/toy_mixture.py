@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from ._validate import check_t, check_time
-from .sde import continuous_alpha_bar
+from .vpsde import ContinuousSchedule
 
 if TYPE_CHECKING:
     from .diffusion import Diffusion
@@ -255,7 +255,7 @@ class MixtureEps:
 
     Call: ``model(x_t [B, D], t, labels=None)`` with ``t`` an int or a LongTensor ``[]``/``[B]`` in
     ``[1, T]``, or a continuous time in ``(0, T]`` (a float or a floating tensor, as the SDE and
-    ODE samplers pass: :math:`\bar\alpha` is then :func:`ddpm_lib.sde.continuous_alpha_bar`, the
+    ODE samplers pass: :math:`\bar\alpha` is then :class:`ddpm_lib.vpsde.ContinuousSchedule`'s, the
     same interpolation :class:`ddpm_lib.sde.VPSDE` uses, so the exact toy checks those samplers
     with no time-rounding error of its own), and ``labels`` an int or a LongTensor ``[B]`` in ``[0, K]``; returns ``[B, D]`` in
     ``x_t``'s dtype and device. Attributes: ``mixture``, ``diffusion``, ``config``
@@ -268,6 +268,7 @@ class MixtureEps:
         self.mixture, self.diffusion = mixture, diffusion
         self.config = MixtureConfig(mixture.K)
         self._alpha_bars = diffusion.alpha_bars.detach().cpu().double()
+        self._continuous: ContinuousSchedule | None = None  # built at the first continuous t
 
     def __repr__(self) -> str:
         return f"MixtureEps({self.mixture!r}, T={self.diffusion.T})"
@@ -284,7 +285,9 @@ class MixtureEps:
             t = torch.as_tensor(t, dtype=torch.float64).cpu()
             if float(t.min()) <= 0.0:
                 raise ValueError("t must be > 0 (at t = 0 the optimal eps is 0/0)")
-            ab = continuous_alpha_bar(self._alpha_bars, t).reshape(-1)
+            if self._continuous is None:
+                self._continuous = ContinuousSchedule(self._alpha_bars)
+            ab = self._continuous.alpha_bar(t).reshape(-1)
         else:
             if (t if isinstance(t, int) else int(t.min())) < 1:
                 raise ValueError(f"t must be an integer in [1, {self.diffusion.T}], got 0")

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpm_lib.models.layers import timestep_embedding
 from ddpm_lib._validate import batch_index
+from ddpm_lib.models.layers import timestep_embedding
 
 __all__ = ["MLPConfig", "MLPEps"]
 
@@ -129,9 +129,7 @@ class MLPEps(nn.Module):
             assert self.null_label is not None
             if labels is None:
                 labels = self.null_label
-            e = e + self.label_emb(
-                batch_index("labels", labels, B, x_t.device, hi=self.null_label)
-            )
+            e = e + self.label_emb(batch_index("labels", labels, B, x_t.device, hi=self.null_label))
         elif labels is not None:
             raise ValueError(
                 "labels were given but this model is unconditional (num_classes=None); "
