@@ -5,7 +5,10 @@ r"""Toy data whose diffusion is solvable exactly: the references the book checks
   (1-\bar\alpha_t) I)` (Ho et al. 2020, Eq. 4) is a Gaussian convolution, so the marginal
   :math:`q(x_t)` is again a mixture (:meth:`GaussianMixture.noised`) with a density, a score and
   samples in closed form; so are :math:`\mathbb E[x_0 \mid x_t]`, the class posterior and the
-  optimal ε-model (chapter 5). Defined in :mod:`ddpm_lib.toy_mixture`, re-exported here.
+  optimal ε-model (chapter 5). Defined in :mod:`ddpm_lib.toy_mixture`, re-exported here, with
+  :func:`two_d_mixture` (chapter 5's data in the plane) and, from :mod:`ddpm_lib.toy_score`,
+  :func:`tweedie_x0` (Tweedie's denoiser from any score) and :func:`score_error` (a network's
+  score against the exact one).
 * 1-D Gaussian data :math:`\mathcal N(m, s^2)` (chapter 4): the true reverse kernels
   (:func:`gaussian_reverse_kernels`) and the optimal ε-model (:class:`GaussianOptimalEps`), with
   which the variational bound is tight.
@@ -27,7 +30,8 @@ import numpy as np
 import torch
 
 from ._validate import check_t
-from .toy_mixture import GaussianMixture, MixtureEps, three_bumps
+from .toy_mixture import GaussianMixture, MixtureEps, three_bumps, two_d_mixture
+from .toy_score import ScoreError, score_error, tweedie_x0
 
 if TYPE_CHECKING:
     from .diffusion import Diffusion
@@ -36,6 +40,10 @@ __all__ = [
     "GaussianMixture",
     "MixtureEps",
     "three_bumps",
+    "two_d_mixture",
+    "ScoreError",
+    "score_error",
+    "tweedie_x0",
     "GridPosterior",
     "Regression",
     "data_posterior",

@@ -15,7 +15,8 @@ Load a finished run with :func:`ddpm_lib.io.load`.
 Modules, each importing only those before it: :mod:`.arguments` (the checks at the boundary),
 :mod:`.dataset`, :mod:`.distributed`, :mod:`.ema`, :mod:`.checkpoint`, :mod:`.progress` (what
 a ``callback`` of :func:`train` receives), :mod:`.loop` (one
-optimiser step and the step/checkpoint loop), :mod:`.trainer` (:func:`train`).
+optimiser step and the step/checkpoint loop), :mod:`.trainer` (:func:`train`); apart from them,
+:mod:`.toy` (:func:`fit_eps`: Algorithm 1 for a small ε-network on toy points, in seconds).
 """
 
 from ddpm_lib.train.arguments import ParameterError
@@ -23,10 +24,13 @@ from ddpm_lib.train.checkpoint import TrainState, load_checkpoint, save_checkpoi
 from ddpm_lib.train.ema import EMA, ema_decay_at
 from ddpm_lib.train.loop import NonFiniteLossError, algorithm1_loss, lr_at
 from ddpm_lib.train.progress import TrainProgress
+from ddpm_lib.train.toy import FitProgress, FitResult, fit_eps, lr_cosine
 from ddpm_lib.train.trainer import STOP_REASONS, TrainResult, train
 
 __all__ = [
     "EMA",
+    "FitProgress",
+    "FitResult",
     "NonFiniteLossError",
     "ParameterError",
     "STOP_REASONS",
@@ -35,8 +39,10 @@ __all__ = [
     "TrainState",
     "algorithm1_loss",
     "ema_decay_at",
+    "fit_eps",
     "load_checkpoint",
     "lr_at",
+    "lr_cosine",
     "save_checkpoint",
     "train",
 ]
