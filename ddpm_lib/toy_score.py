@@ -79,15 +79,16 @@ def score_error(
     r"""The error of an ε-model's score against the exact one, at each step of ``ts``.
 
     The network's score estimate is :math:`\mathbf s_\theta(\mathbf x_t, t) =
-    -\epsilon_\theta(\mathbf x_t, t)/\sqrt{1-\bar\alpha_t}` (:meth:`ddpm_lib.Diffusion.score_from_eps`;
+    -\epsilon_\theta(\mathbf x_t, t)/\sqrt{1-\bar\alpha_t}`
+    (:meth:`ddpm_lib.Diffusion.score_from_eps`;
     exact for the optimal ε by Tweedie's formula); the reference is the exact score of the noised
     mixture, ``mixture.noised(alpha_bar_t).score``. At each ``t``, ``n`` fresh points
     :math:`\mathbf x_t \sim q_t` (``mixture.sample`` then :meth:`~ddpm_lib.Diffusion.q_sample`),
     and the average is over those points, i.e. under :math:`q_t`, the weighting of denoising score
     matching (Vincent 2011):
 
-    .. math:: \mathrm{rmse}_t = \Big(\frac1n\sum_{i=1}^n \big\|\mathbf s_\theta(\mathbf x_t^{(i)}, t)
-        - \nabla\log q_t(\mathbf x_t^{(i)})\big\|^2\Big)^{1/2},\qquad
+    .. math:: \mathrm{rmse}_t = \Big(\frac1n\sum_{i=1}^n \big\|\mathbf s_\theta(\mathbf x_t^{(i)},
+        t) - \nabla\log q_t(\mathbf x_t^{(i)})\big\|^2\Big)^{1/2},\qquad
         \mathrm{rel\_rmse}_t = \mathrm{rmse}_t \Big/ \Big(\frac1n\sum_{i=1}^n
         \big\|\nabla\log q_t(\mathbf x_t^{(i)})\big\|^2\Big)^{1/2}
 

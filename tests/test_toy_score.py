@@ -33,7 +33,8 @@ def test_tweedie_matches_diffusion_predict_x0_from_score():
         assert torch.allclose(
             toy.tweedie_x0(x_t, d.alpha_bars[t], score), d.predict_x0_from_score(x_t, t, score)
         )
-    # a 1-D Gaussian by hand: x0 ~ N(m, s^2) gives E[x0 | x_t] = m + sqrt(ab) s^2 (x_t - sqrt(ab) m) / V
+    # a 1-D Gaussian by hand: x0 ~ N(m, s^2) gives
+    # E[x0 | x_t] = m + sqrt(ab) s^2 (x_t - sqrt(ab) m) / V
     m, s, ab, x = 0.3, 0.5, 0.6, 1.1
     v = ab * s**2 + 1 - ab
     score = torch.tensor([[-(x - math.sqrt(ab) * m) / v]], dtype=torch.float64)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ddpm_lib import Diffusion, schedule, toy
+from ddpm_lib import Diffusion, sample, schedule, toy
 from ddpm_lib.models import MLPEps
 from ddpm_lib.train import FitProgress, fit_eps, lr_cosine
 
@@ -29,8 +29,8 @@ def test_loss_decreases_on_a_mixture():
     _, r = _run(toy.two_d_mixture(), steps=300)
     assert r.losses.shape == (300,) and r.losses.dtype == torch.float32 and r.steps == 300
     assert r.seconds > 0
-    # The untrained net predicts 0, so the first losses are E|eps|^2 / D = 1.
-    assert abs(float(r.losses[:5].mean()) - 1.0) < 0.15
+    # The untrained net predicts 0, so the first loss is a mean of eps^2 over 256 numbers: ~1.
+    assert abs(float(r.losses[0]) - 1.0) < 0.3
     assert float(r.losses[-50:].mean()) < 0.65  # measured ~0.5 (T = 100: a high floor)
 
 
@@ -81,3 +81,23 @@ def test_bad_arguments_raise_value_error(kw, match):
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         fit_eps(**args)
+
+
+@pytest.mark.slow
+def test_the_chapters_ci_budget_fits_the_2d_mixture():
+    """Chapter 5's CI run (T = 1000, 1000 steps of the default MLPEps, ~4 s here): the score
+    matches the exact one at moderate t, and Algorithm 2 with the fitted net reproduces the
+    mixture's moments (measured on the 2-core CPU: rel. score error 0.075 at t = 100 and 0.031 at
+    t = 200; mean error 0.005, covariance error 0.013)."""
+    g, d = toy.two_d_mixture(), Diffusion(schedule.linear_betas(1000))
+    torch.manual_seed(0)
+    m = MLPEps()
+    fit_eps(m, d, g, 1000, generator=torch.Generator().manual_seed(0))
+    e = toy.score_error(m, d, g, [100, 200], n=4000, generator=torch.Generator().manual_seed(1))
+    assert float(e.rel_rmse[0]) < 0.15 and float(e.rel_rmse[1]) < 0.08, e.rel_rmse
+    with torch.no_grad():
+        x = sample.ancestral(m, d, n=2000, shape=(2,), clip_samples=False,
+                             generator=torch.Generator().manual_seed(1)).double()  # fmt: skip
+    ref = g.sample(200_000, torch.Generator().manual_seed(2))
+    assert float((x.mean(0) - ref.mean(0)).abs().max()) < 0.04
+    assert float((torch.cov(x.T) - torch.cov(ref.T)).abs().max()) < 0.04

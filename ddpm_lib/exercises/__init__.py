@@ -41,6 +41,14 @@ from .posterior import (
     check_posterior_std_prediction,
     check_q_posterior,
 )
+from .tweedie import (
+    check_langevin_step,
+    check_noiseless_langevin_prediction,
+    check_tweedie_denoiser,
+    check_tweedie_gaussian_value,
+    noiseless_langevin_given,
+    tweedie_gaussian_given,
+)
 
 __all__ = [
     "Bounds",
@@ -53,7 +61,9 @@ __all__ = [
     "check_alpha_bar_T",
     "check_alpha_bars",
     "check_lambda_t",
+    "check_langevin_step",
     "check_most_bits_prediction",
+    "check_noiseless_langevin_prediction",
     "check_normal_kl",
     "check_p_sample_step",
     "check_beta_tilde",
@@ -68,9 +78,13 @@ __all__ = [
     "check_q_step",
     "check_snr_crossing",
     "check_snr_crossing_prediction",
+    "check_tweedie_denoiser",
+    "check_tweedie_gaussian_value",
     "check_variance_prediction",
     "check_variance_step",
     "check_variance_trajectory",
     "hint",
+    "noiseless_langevin_given",
     "solution",
+    "tweedie_gaussian_given",
 ]

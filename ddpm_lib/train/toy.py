@@ -1,5 +1,5 @@
-r"""Algorithm 1 on toy data in seconds: fit a small ε-network (e.g. :class:`ddpm_lib.models.MLPEps`)
-to a :class:`ddpm_lib.toy.GaussianMixture` or to a tensor of points, with the library's
+r"""Algorithm 1 on toy data in seconds: fit a small ε-network (e.g.
+:class:`ddpm_lib.models.MLPEps`) to a :class:`ddpm_lib.toy.GaussianMixture` or to a tensor of points, with the library's
 :math:`L_\text{simple}` (:func:`ddpm_lib.objectives.loss_simple`) and Adam.
 
 The image trainer :func:`ddpm_lib.train.train` carries what a long run needs (checkpoints, EMA,
@@ -69,7 +69,8 @@ def _batcher(data: object, batch_size: int, dtype: torch.dtype, device: torch.de
         return lambda gen: data.sample(batch_size, gen).to(device=device, dtype=dtype)
     if not isinstance(data, torch.Tensor) or not data.dtype.is_floating_point:
         raise ValueError(
-            f"data must be a toy.GaussianMixture or a float tensor [N, D], got {type(data).__name__}"
+            "data must be a toy.GaussianMixture or a float tensor [N, D], got "
+            f"{type(data).__name__}"
         )
     if data.dim() != 2 or data.shape[0] < 1 or data.shape[1] < 1:
         raise ValueError(f"data must have shape [N, D] with N, D >= 1, got {list(data.shape)}")
@@ -90,7 +91,7 @@ def fit_eps(
     data: GaussianMixture | torch.Tensor,
     steps: int,
     batch_size: int = 512,
-    lr: float = 2e-3,
+    lr: float = 5e-3,
     generator: torch.Generator | None = None,
     callback: Callable[[FitProgress], object] | None = None,
     callback_every: int = 100,
@@ -119,7 +120,7 @@ def fit_eps(
         lr: peak learning rate, > 0.
         generator: every random draw (minibatch, ``t``, noise) comes from it: with a seeded
             generator and a seeded model initialisation the run is repeatable bit for bit (on one
-            machine and thread count). A CPU generator; the model may live on another device.
+            machine and thread count). A CPU generator.
         callback: ``callback(FitProgress)`` every ``callback_every`` steps and after the last.
         callback_every: >= 1.
 
