@@ -37,6 +37,18 @@ def fields(d, mixture):
                           density_grid=11)  # fmt: skip
 
 
+def _spy(monkeypatch, name: str, param: str = "t") -> list:
+    """Wrap ``S.<name>`` so that every call records the value of its slider parameter."""
+    calls, real = [], getattr(S, name)
+
+    def spy(fig, **kw):
+        real(fig, **kw)
+        calls.append(kw[param])
+
+    monkeypatch.setattr(S, name, spy)
+    return calls
+
+
 @pytest.fixture
 def fig():
     f = plt.figure()
@@ -84,10 +96,7 @@ def test_draw_score_fields_and_explorer(fields, fig, monkeypatch):
         S.draw_score_fields(fig, 7, fields=fields)
     html = S.explore_score_fields(fields, static=True).data
     assert "<script" in html and html.count("data:image/png") == 3
-    calls = []
-    real = S.draw_score_fields
-    monkeypatch.setattr(S, "draw_score_fields", lambda fig, t, **kw: (real(fig, t, **kw),
-                                                                      calls.append(t)))  # fmt: skip
+    calls = _spy(monkeypatch, "draw_score_fields")
     w = shown(S.explore_score_fields(fields, static=False))
     w.children[0].value = 40
     assert calls[-1] == 40
@@ -113,10 +122,7 @@ def test_draw_langevin_shows_the_chains_at_iteration_i(trajectory, mixture, fig)
 def test_explore_langevin_live_and_static(trajectory, mixture, monkeypatch):
     html = S.explore_langevin(trajectory, mixture, n_frames=4, static=True).data
     assert "<script" in html and html.count("data:image/png") == 4
-    calls = []
-    real = S.draw_langevin
-    monkeypatch.setattr(S, "draw_langevin", lambda fig, i, **kw: (real(fig, i, **kw),
-                                                                  calls.append(i)))  # fmt: skip
+    calls = _spy(monkeypatch, "draw_langevin", "i")
     w = shown(S.explore_langevin(trajectory, mixture, n_frames=4, static=False))
     assert calls[-1] == 0
     w.children[0].value = 12  # the last iteration is always a frame
@@ -156,10 +162,7 @@ def test_draw_and_explore_tweedie(tweedie, fig, monkeypatch):
     assert np.allclose(image_of(fig.axes[4]), frames.score_norm[1, 0, 0].numpy())
     html = S.explore_tweedie(frames, n_show=2, static=True).data
     assert "<script" in html and html.count("data:image/png") == 3
-    calls = []
-    real = S.draw_tweedie
-    monkeypatch.setattr(S, "draw_tweedie", lambda fig, t, **kw: (real(fig, t, **kw),
-                                                                 calls.append(t)))  # fmt: skip
+    calls = _spy(monkeypatch, "draw_tweedie")
     w = shown(S.explore_tweedie(frames, static=False))
     w.children[0].value = 40
     assert calls[-1] == 40

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpm_lib._validate import check_t
 from ddpm_lib.models.layers import timestep_embedding
+from ddpm_lib.models.unet import UNet
 
 __all__ = ["MLPConfig", "MLPEps"]
 
@@ -99,16 +99,6 @@ class MLPEps(nn.Module):
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config._asdict().items())
 
-    def _index(self, name: str, value: object, B: int, device: torch.device, hi: int):
-        value = check_t(value, 0, hi, name, sync=False)
-        if isinstance(value, int):
-            return torch.full((B,), value, dtype=torch.long, device=device)
-        if value.dim() == 0:
-            value = value.expand(B)
-        if value.shape[0] != B:
-            raise ValueError(f"{name} must have shape [{B}] (or []), got {list(value.shape)}")
-        return value.to(device)
-
     def forward(
         self,
         x_t: torch.Tensor,
@@ -132,13 +122,15 @@ class MLPEps(nn.Module):
         if x_t.dim() != 2 or x_t.shape[1] != D or x_t.shape[0] == 0:
             raise ValueError(f"x_t must have shape [B, {D}] with B >= 1, got {list(x_t.shape)}")
         B, dtype = x_t.shape[0], self.inp.weight.dtype
-        t = self._index("t", t, B, x_t.device, _T_MAX)
+        t = UNet._check_index("t", t, B, x_t.device, hi=_T_MAX)
         e = self.time_proj(F.silu(timestep_embedding(t, self.config.emb_dim).to(dtype)))
         if self.label_emb is not None:
             assert self.null_label is not None
             if labels is None:
                 labels = self.null_label
-            e = e + self.label_emb(self._index("labels", labels, B, x_t.device, self.null_label))
+            e = e + self.label_emb(
+                UNet._check_index("labels", labels, B, x_t.device, hi=self.null_label)
+            )
         elif labels is not None:
             raise ValueError(
                 "labels were given but this model is unconditional (num_classes=None); "
