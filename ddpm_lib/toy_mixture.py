@@ -88,7 +88,7 @@ class GaussianMixture:
             raise TypeError(f"{name} must be a floating-point torch.Tensor, got {type(x).__name__}")
         if x.dim() != 2 or x.shape[1] != self.D:
             raise ValueError(f"{name} must have shape [n, D] = [n, {self.D}], got {list(x.shape)}")
-        return x.detach().to(torch.float64).cpu()
+        return x.to(torch.float64).cpu()  # not detached: autograd differentiates log_prob
 
     def _joint_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\log \pi_k + \log\mathcal N(x;\ \mu_k, s_k^2 I)` for checked ``x`` ``[n, D]``:
