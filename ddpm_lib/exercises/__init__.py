@@ -41,6 +41,12 @@ from .posterior import (
     check_posterior_std_prediction,
     check_q_posterior,
 )
+from .sde import (
+    check_euler_maruyama_step,
+    check_pf_ode_drift,
+    check_step_count_prediction,
+    step_count_given,
+)
 from .tweedie import (
     check_langevin_step,
     check_noiseless_langevin_prediction,
@@ -67,6 +73,7 @@ __all__ = [
     "check_normal_kl",
     "check_p_sample_step",
     "check_beta_tilde",
+    "check_euler_maruyama_step",
     "check_beta_tilde_value",
     "check_marginal_pdf",
     "check_merged_variance",
@@ -75,9 +82,11 @@ __all__ = [
     "check_posterior_std_prediction",
     "check_q_posterior",
     "check_q_sample",
+    "check_pf_ode_drift",
     "check_q_step",
     "check_snr_crossing",
     "check_snr_crossing_prediction",
+    "check_step_count_prediction",
     "check_tweedie_denoiser",
     "check_tweedie_gaussian_value",
     "check_variance_prediction",
@@ -86,5 +95,6 @@ __all__ = [
     "hint",
     "noiseless_langevin_given",
     "solution",
+    "step_count_given",
     "tweedie_gaussian_given",
 ]

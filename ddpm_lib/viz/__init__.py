@@ -4,7 +4,8 @@ Every ``draw_*`` draws into a matplotlib figure (``draw_*(fig, ...)``); one draw
 live (ipywidgets) in a kernel and as a JavaScript animation in the static book (:func:`explore`).
 One module per chapter: :mod:`.forward` (1), :mod:`.closed_form` (2), :mod:`.posterior` (3),
 :mod:`.denoise` (4: x_t and the model's x̂_0 per t, one digit's way down Algorithm 2), :mod:`.score`
-(5: score fields exact vs network, Langevin chains, Tweedie's denoiser on MNIST); and
+(5: score fields exact vs network, Langevin chains, Tweedie's denoiser on MNIST), :mod:`.sde`
+(6: the marginal, the score field and reverse-SDE vs probability-flow-ODE paths over time); and
 :mod:`.schedules`, the schedule explorer (sliders for the kind, beta_1, beta_T, T and s).
 """
 
