@@ -33,7 +33,8 @@ import ddpm_lib
 from ddpm_lib import sample
 from ddpm_lib.metrics import fid_floor, load_classifier, mnist_fid, predict
 
-DEFAULT_OUT = Path(__file__).with_name("results-samplers-cpu.json")
+# Shipped inside the package next to the weights it measures, so chapter 6 finds it on Colab too.
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "ddpm_lib" / "weights" / "samplers-cpu.json"
 SHAPE = (1, 28, 28)
 
 
