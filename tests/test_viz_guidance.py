@@ -13,6 +13,7 @@ import torch  # noqa: E402
 import ddpm_lib  # noqa: E402
 from ddpm_lib import metrics, sample, toy  # noqa: E402
 from ddpm_lib.viz import guidance as V  # noqa: E402
+from ddpm_lib.viz import tilted as T  # noqa: E402
 from ddpm_lib.viz import to_display  # noqa: E402
 from ddpm_lib.viz.score import _grid_points  # noqa: E402
 
@@ -113,14 +114,14 @@ def test_draw_guidance_rows_and_labels(fig, grid):
         V.draw_guidance(fig, 2.0, "other", grid=grid)
 
 
-def _spy(monkeypatch, name):
-    calls, real = [], getattr(V, name)
+def _spy(monkeypatch, name, module=V):
+    calls, real = [], getattr(module, name)
 
     def spy(fig, *args, **kw):
         real(fig, *args, **kw)
         calls.append((args, kw))
 
-    monkeypatch.setattr(V, name, spy)
+    monkeypatch.setattr(module, name, spy)
     return calls
 
 
@@ -191,7 +192,7 @@ def test_draw_and_explore_tilted(fig, tilted, monkeypatch):
     with pytest.raises(ValueError, match="gamma"):
         V.draw_tilted(fig, 2.0, frames=tilted)
     assert V.explore_tilted(tilted, static=True).data.count("data:image/png") == 3
-    calls = _spy(monkeypatch, "draw_tilted")
+    calls = _spy(monkeypatch, "draw_tilted", T)
     w = shown(V.explore_tilted(tilted, static=False))
     w.children[0].value = 1.0
     assert calls[-1][1]["gamma"] == 1.0
