@@ -28,7 +28,7 @@ def _eps_fn(guide: Guide, sde: VPSDE) -> Callable:
     """``eps(x, tau)``: the (guided) prediction at the continuous time ``tau T`` for the batch."""
 
     def eps(x: torch.Tensor, tau: float) -> torch.Tensor:
-        t = torch.full((x.shape[0],), float(sde.t_of(tau)), dtype=x.dtype, device=x.device)
+        t = sde.t_of(tau).to(device=x.device, dtype=x.dtype).expand(x.shape[0])
         return guide(x, t, float(1.0 - sde.alpha_bar(tau)) ** 0.5)
 
     return eps

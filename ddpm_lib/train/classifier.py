@@ -86,10 +86,13 @@ def train_noisy_classifier(
     config: NoisyClassifierConfig | None = None,
     command: str | None = None,
     log=print,
+    n_train: int | None = None,
+    n_test: int | None = None,
 ) -> NoisyClassifierResult:
     r"""Train :class:`NoisyClassifier` on noised 60k MNIST training images (AdamW, cosine decay
     to 0, random shifts of up to ``max_shift`` pixels, :math:`t \sim \mathcal U\{1..T\}`). Every
-    random draw comes from ``seed`` (the global RNG is restored afterwards). See the module
+    random draw comes from ``seed`` (the global RNG is restored afterwards). ``n_train`` /
+    ``n_test`` use only the first images of each set (smoke tests; None = all). See the module
     docstring for the files written."""
     from ddpm_lib.data import images_to_model, load_mnist
     from ddpm_lib.metrics.classifier import random_shift
@@ -98,6 +101,8 @@ def train_noisy_classifier(
         ("epochs", epochs, 1),
         ("batch_size", batch_size, 1),
         ("seed", seed, 0),
+        ("n_train", 1 if n_train is None else n_train, 1),
+        ("n_test", 1 if n_test is None else n_test, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
@@ -112,6 +117,8 @@ def train_noisy_classifier(
     train, test = load_mnist("train"), load_mnist("test")
     x_train, y_train = images_to_model(train.images), torch.as_tensor(train.labels)
     x_test, y_test = images_to_model(test.images), torch.as_tensor(test.labels)
+    x_train, y_train = x_train[:n_train], y_train[:n_train]
+    x_test, y_test = x_test[:n_test], y_test[:n_test]
     n, T = x_train.shape[0], config.T
     sqrt_ab = config.diffusion().alpha_bars.float().sqrt()
     sqrt_1m = (1 - config.diffusion().alpha_bars.float()).sqrt()
@@ -177,6 +184,8 @@ def train_noisy_classifier(
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip()
         + f", {torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "test_accuracy_by_t": {str(t): a for t, a in accuracy.items()},
+        "n_train": n,
+        "n_test": x_test.shape[0],
         "dtype": "float32",
     }
     io.write_json(meta_path, meta)
