@@ -163,7 +163,7 @@ ROWS: dict[str, Callable] = {
         for k in ("none", "static", "dynamic")
     },
     "inpaint-bottom-half": inpaint_row("bottom-half", False),
-    "inpaint-bottom-half-r2": inpaint_row("bottom-half", False, resample=2),
+    "inpaint-bottom-half-r8": inpaint_row("bottom-half", False, resample=8),
     "inpaint-box": inpaint_row("box", False),
     "inpaint-random-80": inpaint_row("random-80", False),
     "inpaint-bottom-half-cfg": inpaint_row("bottom-half", True),
