@@ -15,8 +15,6 @@ CPU, so it has no checkpoints: a killed run is started again.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shlex
 import sys
 import time
@@ -26,7 +24,6 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ddpm_lib import io
 from ddpm_lib.models.classifier import NoisyClassifier, NoisyClassifierConfig
 
 __all__ = ["NoisyClassifierResult", "train_noisy_classifier", "accuracy_by_t", "EVAL_TS"]
@@ -95,7 +92,7 @@ def train_noisy_classifier(
     ``n_test`` use only the first images of each set (smoke tests; None = all). See the module
     docstring for the files written."""
     from ddpm_lib.data import images_to_model, load_mnist
-    from ddpm_lib.metrics.classifier import random_shift
+    from ddpm_lib.metrics.classifier import random_shift, save_training_run
 
     for name, value, lo in (
         ("epochs", epochs, 1),
@@ -163,46 +160,42 @@ def train_noisy_classifier(
     log("test accuracy by t: " + ", ".join(f"{t}: {a:.4f}" for t, a in accuracy.items()))
 
     weights_path, meta_path = out_dir / WEIGHTS_FILE, out_dir / META_FILE
-    io.save_safetensors(
-        weights_path,
-        model.state_dict(),
-        {io.CONFIG_KEY: json.dumps(config.to_dict()), "seed": str(seed)},
-        NOISY_CLASSIFIER_FORMAT,
-    )
-    meta = {
-        "architecture": "NoisyClassifier",
-        "config": config.to_dict(),
-        "n_params": sum(p.numel() for p in model.parameters()),
+    settings = {
         "seed": seed,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
         "weight_decay": weight_decay,
         "max_shift": max_shift,
-        "command": command if command is not None else shlex.join(sys.argv),
-        "wall_time_s": round(wall, 1),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip()
-        + f", {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+    }
+    results = {
         "test_accuracy_by_t": {str(t): a for t, a in accuracy.items()},
         "n_train": n,
         "n_test": x_test.shape[0],
-        "dtype": "float32",
     }
-    io.write_json(meta_path, meta)
+    command = command if command is not None else shlex.join(sys.argv)
+    save_training_run(
+        weights_path,
+        meta_path,
+        model,
+        config.to_dict(),
+        NOISY_CLASSIFIER_FORMAT,
+        settings,
+        wall,
+        command,
+        results,
+    )
     return NoisyClassifierResult(model, accuracy, wall, weights_path, meta_path)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ddpm_lib.metrics.classifier import add_training_arguments
+
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="python -m ddpm_lib.train.classifier", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--max-shift", type=int, default=2, help="random translation, pixels")
+    add_training_arguments(parser, epochs=6)
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "ddpm_lib.train.classifier", *argv])
     r = train_noisy_classifier(
