@@ -126,7 +126,9 @@ def cfg_row(scale: float, threshold: str | None = None) -> Callable:
     return run
 
 
-def inpaint_row(mask: str, conditional: bool, label: str = "original", resample: int = 1):
+def inpaint_row(
+    mask: str, conditional: bool, label: str = "original", resample: int = 1, steps: int = 0
+):
     def run(s: Setup):
         m = masks()[mask]
         want = s.test_y if label == "original" else torch.full_like(s.test_y, int(label))
@@ -134,7 +136,7 @@ def inpaint_row(mask: str, conditional: bool, label: str = "original", resample:
         gen = torch.Generator().manual_seed(s.seed + 1)
         model = s.cfg if conditional else s.unet
         x = sample.inpaint(
-            model, s.d, s.test_x, m, resample=resample, steps=s.steps, generator=gen, **kw
+            model, s.d, s.test_x, m, resample=resample, steps=steps or s.steps, generator=gen, **kw
         )
         masked_acc = float(
             (predict(s.evaluator, m * s.test_x - (1 - m)) == s.test_y).double().mean()
@@ -147,6 +149,7 @@ def inpaint_row(mask: str, conditional: bool, label: str = "original", resample:
             "label": label,
             "scale": 3.0 if conditional else None,
             "resample": resample,
+            "steps": steps or s.steps,
             "accuracy_masked_input": round(masked_acc, 4),
             "known_pixels_max_error": float((m * (x - s.test_x)).abs().max()),
         }
@@ -194,9 +197,9 @@ def run_row(name: str, s: Setup) -> dict:
     nfe = s.unet.calls + s.cfg.calls
     per = s.n * (len(record) or 1)  # sample-steps
     return {
+        "steps": s.steps,
         **info,
         "n": s.n,
-        "steps": s.steps,
         "accuracy": round(float((pred == want).double().mean()), 4),
         "fid": round(fid.fid, 3),
         "fid_floor": round(fid.floor, 3),
