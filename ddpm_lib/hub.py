@@ -3,6 +3,7 @@
 >>> import ddpm_lib
 >>> model, diffusion = ddpm_lib.pretrained("mnist-unet")      # eps-model (EMA weights) + Diffusion
 >>> model, diffusion = ddpm_lib.pretrained("mnist-unet-cfg")  # class-conditional, null label = 10
+>>> clf, diffusion = ddpm_lib.pretrained("mnist-noisy-classifier")  # p(y | x_t, t), for guidance
 >>> from ddpm_lib.metrics import load_classifier
 >>> clf = load_classifier()                                     # the evaluator behind the metrics
 
@@ -14,8 +15,9 @@ From there a shipped file takes the path of a run's own weights (:func:`ddpm_lib
 same parser, the same name-and-shape-checked state-dict copy, the same device rule.
 
 Adding a U-Net: ``python tools/release.py export`` writes ``weights/<name>.safetensors`` and its
-manifest entry; every entry whose ``architecture`` is ``ddpm_lib.models.UNet`` loads with
-:func:`pretrained`. The environment variable ``DDPM_LIB_WEIGHTS_DIR`` points the loader at another
+manifest entry; every entry whose ``architecture`` is ``ddpm_lib.models.UNet`` (or
+``ddpm_lib.models.NoisyClassifier``, written by ``python tools/release.py export-classifier``)
+loads with :func:`pretrained`. The environment variable ``DDPM_LIB_WEIGHTS_DIR`` points the loader at another
 folder.
 """
 
@@ -168,6 +170,12 @@ def load_module(name: str, module: nn.Module, config: dict[str, Any] | None) -> 
     return module
 
 
+def _loadable() -> tuple[str, ...]:
+    from ddpm_lib.models.classifier import NOISY_CLASSIFIER_ARCHITECTURE
+
+    return (UNET_ARCHITECTURE, NOISY_CLASSIFIER_ARCHITECTURE)
+
+
 class Pretrained(NamedTuple):
     """What :func:`pretrained` returns: the network in eval mode and the
     :class:`~ddpm_lib.diffusion.Diffusion` of the schedule it was trained for."""
@@ -182,7 +190,7 @@ def available() -> list[str]:
         manifest = load_manifest()
     except WeightsError:
         return []
-    return sorted(n for n, e in manifest.items() if e.info.get("architecture") == UNET_ARCHITECTURE)
+    return sorted(n for n, e in manifest.items() if e.info.get("architecture") in _loadable())
 
 
 def pretrained(name: str, device: str | torch.device = "cpu") -> Pretrained:
@@ -191,8 +199,11 @@ def pretrained(name: str, device: str | torch.device = "cpu") -> Pretrained:
 
     The model is in eval mode on ``device`` (float32 parameters; the file may store float16). Its
     weights are the EMA weights of the training run named in the manifest, and ``diffusion`` is the
-    schedule they were trained for. (The evaluator's classifier, ``"mnist-classifier"``, is no
-    diffusion model: :func:`ddpm_lib.metrics.load_classifier` loads it.)
+    schedule they were trained for. ``"mnist-noisy-classifier"`` is the noise-conditional
+    classifier :math:`p_\\phi(y \\mid x_t, t)` of classifier guidance
+    (:class:`ddpm_lib.models.NoisyClassifier`), returned with the schedule it was trained on.
+    (The evaluator's classifier, ``"mnist-classifier"``, sees clean digits only:
+    :func:`ddpm_lib.metrics.load_classifier` loads it.)
 
     Raises:
         ValueError: unknown name (listing the available ones); :class:`WeightsError` (a ValueError)
@@ -204,13 +215,22 @@ def pretrained(name: str, device: str | torch.device = "cpu") -> Pretrained:
     if not isinstance(name, str):
         raise ValueError(f"name must be a string such as 'mnist-unet', got {name!r}")
     entry = load_manifest().get(name)
-    if entry is None or entry.info.get("architecture") != UNET_ARCHITECTURE:
+    if entry is None or entry.info.get("architecture") not in _loadable():
         hint = ""
         if entry is not None and name == "mnist-classifier":
             hint = " ('mnist-classifier' loads with ddpm_lib.metrics.load_classifier())"
         raise ValueError(f"no pretrained model named {name!r}; available: {available()}{hint}")
     if "config" not in entry.info:
-        raise WeightsError(f"manifest entry {name!r} lacks the U-Net 'config'")
+        raise WeightsError(f"manifest entry {name!r} lacks the network's 'config'")
+    if entry.info["architecture"] != UNET_ARCHITECTURE:
+        from ddpm_lib.models.classifier import NoisyClassifier, NoisyClassifierConfig
+
+        try:
+            cconf = NoisyClassifierConfig.from_dict(entry.info["config"])
+        except (TypeError, ValueError) as e:
+            raise WeightsError(f"manifest entry {name!r}: bad classifier config: {e}") from e
+        classifier = load_module(name, NoisyClassifier(cconf), cconf.to_dict())
+        return Pretrained(*io.to_device(classifier, cconf.diffusion(), device))
     config = Config.from_dict(entry.info["config"])
     model = load_module(name, io.build_model(config), config.to_dict())
     return Pretrained(*io.to_device(model, config.diffusion(), device))

@@ -21,9 +21,21 @@ from typing import NamedTuple
 
 import torch
 
-from ._sampling import IMAGE_SHAPE, _check_labels, _start, guided_eps
-from ._validate import check_choice, check_eps, check_tensor
+from ._sampling import (
+    IMAGE_SHAPE,
+    THRESHOLDS,
+    Guide,
+    _start,
+    classifier_gradient,
+    ddim_timesteps,
+    guided_eps,
+    make_guide,
+    resolve_threshold,
+    threshold_x0,
+)
+from ._validate import check_choice, check_tensor
 from .diffusion import VARIANCES, Diffusion, randn_like
+from .inpaint import inpaint
 from .sample_sde import ODESample, probability_flow, reverse_sde
 
 __all__ = [
@@ -33,7 +45,11 @@ __all__ = [
     "reverse_sde",
     "probability_flow",
     "ODESample",
+    "inpaint",
     "guided_eps",
+    "classifier_gradient",
+    "threshold_x0",
+    "THRESHOLDS",
     "ddim_timesteps",
     "Trajectory",
     "IMAGE_SHAPE",
@@ -54,10 +70,10 @@ class Trajectory(NamedTuple):
     x0_pred: torch.Tensor
 
 
-def _eps(model, x, t: int, labels, guidance_scale) -> torch.Tensor:
+def _eps(guide: Guide, diffusion: Diffusion, x, t: int) -> torch.Tensor:
     """The (guided) prediction at step ``t`` for the whole batch, in the state's dtype."""
     t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-    return check_eps(guided_eps(model, x, t_batch, labels, guidance_scale), x).to(x.dtype)
+    return guide(x, t_batch, float(1.0 - diffusion.alpha_bars[t]) ** 0.5)
 
 
 def _progress(steps: Iterable, progress: bool, desc: str) -> Iterable:
@@ -90,6 +106,10 @@ def ancestral(
     progress: bool = False,
     shape: Sequence[int] | None = None,
     noise: torch.Tensor | None = None,
+    classifier: Callable | None = None,
+    classifier_scale: float = 1.0,
+    threshold: str | None = None,
+    dynamic_percentile: float = 0.995,
 ) -> torch.Tensor | Trajectory:
     r"""Algorithm 2 of Ho et al. (2020), batched: :math:`x_T \sim \mathcal N(0, I)`, then for
     :math:`t = T, \dots, 1`: :math:`x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\big(x_t - \frac{\beta_t}
@@ -116,13 +136,24 @@ def ancestral(
         shape: the shape of one sample when ``x_T`` is not given; default ``(1, 28, 28)``.
         noise: optional ``[T, n, *shape]``; ``noise[t - 1]`` is the :math:`z` of the step from
             :math:`x_t` (``noise[0]`` is unused: no noise is added at ``t = 1``).
+        classifier: a noise-conditional classifier ``classifier(x_t, t) -> logits`` for
+            classifier guidance (Dhariwal & Nichol 2021): every step uses
+            :math:`\hat\epsilon = \epsilon_\theta - \sqrt{1-\bar\alpha_t}\,\gamma\,\nabla_{x_t}
+            \log p_\phi(y \mid x_t, t)` with :math:`y` = ``labels`` (required) and
+            :math:`\gamma` = ``classifier_scale``. The model may be unconditional; with a
+            conditional one both guidances apply.
+        threshold: what happens to :math:`\hat x_0` inside every step: ``"none"``, ``"static"``
+            (clamp to [-1, 1]) or ``"dynamic"`` (Imagen's, at ``dynamic_percentile``; see
+            :func:`threshold_x0`); the step then uses :math:`\tilde\mu_t(x_t, \hat x_0)`. When
+            given it overrides ``clip_x0`` (``clip_x0=True`` is ``threshold="static"``).
 
     Returns:
         samples ``[n, *shape]``, or a :class:`Trajectory` if ``return_trajectory``.
     """
     check_choice("variance", variance, VARIANCES)
+    threshold = resolve_threshold(threshold, clip_x0)
     x, dev = _start(model, n, shape, x_T, generator, device)
-    labels = _check_labels(model, x.shape[0], labels, guidance_scale, dev)
+    guide = make_guide(model, x.shape[0], labels, guidance_scale, classifier, classifier_scale, dev)
     if noise is not None and tuple(check_tensor("noise", noise).shape) != (diffusion.T, *x.shape):
         raise ValueError(
             f"noise must have shape {[diffusion.T, *x.shape]}, got {list(noise.shape)}"
@@ -132,25 +163,22 @@ def ancestral(
         raise ValueError(f"keep must hold steps in [1, {diffusion.T}], got {sorted(keep_set)}")
     kept_t, kept_x, kept_x0 = [], [], []
     for t in _progress(range(diffusion.T, 0, -1), progress, "ancestral sampling"):
-        eps = _eps(model, x, t, labels, guidance_scale)
+        eps = _eps(guide, diffusion, x, t)
+        if threshold != "none":
+            x0_hat = threshold_x0(
+                diffusion._predict_x0_from_eps(x, t, eps), threshold, dynamic_percentile
+            )
+            eps = diffusion._eps_from_x0(x, t, x0_hat)
         if return_trajectory and t in keep_set:
             kept_t.append(t)
             kept_x.append(x.cpu())
             kept_x0.append(diffusion._predict_x0_from_eps(x, t, eps).clamp(-1, 1).cpu())
         z = None if noise is None else noise[t - 1]
-        x = diffusion._p_sample_from_eps(x, t, eps, variance, z, generator, clip_x0)
+        x = diffusion._p_sample_from_eps(x, t, eps, variance, z, generator, False)
     samples = x.clamp(-1.0, 1.0) if clip_samples else x
     if not return_trajectory:
         return samples
     return Trajectory(samples, torch.tensor(kept_t), torch.stack(kept_x), torch.stack(kept_x0))
-
-
-def ddim_timesteps(T: int, steps: int) -> torch.Tensor:
-    r"""The DDIM sub-sequence :math:`\tau_1 < \dots < \tau_S = T`, evenly spaced over ``1..T``:
-    :math:`\tau_i = \mathrm{round}(iT/S)`. Returns LongTensor ``[S]``."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an integer in [1, {T}], got {steps!r}")
-    return torch.tensor([round(i * T / steps) for i in range(1, steps + 1)], dtype=torch.long)
 
 
 @torch.no_grad()
@@ -169,6 +197,10 @@ def ddim(
     clip_x0: bool = True,
     progress: bool = False,
     shape: Sequence[int] | None = None,
+    classifier: Callable | None = None,
+    classifier_scale: float = 1.0,
+    threshold: str | None = None,
+    dynamic_percentile: float = 0.995,
 ) -> torch.Tensor:
     r"""DDIM sampling (Song, Meng & Ermon 2021, Eq. 12) on the sub-sequence of
     :func:`ddim_timesteps`; from :math:`\tau_i = t` to :math:`\tau_{i-1} = s` (with
@@ -183,7 +215,8 @@ def ddim(
     deterministic (the probability-flow-like DDIM); ``eta = 1`` with ``steps = T`` is ancestral
     sampling with :math:`\sigma_t^2 = \tilde\beta_t`.
 
-    Arguments shared with :func:`ancestral` (``n``, ``labels``, ``guidance_scale``, ``x_T``,
+    Arguments shared with :func:`ancestral` (``n``, ``labels``, ``guidance_scale``,
+    ``classifier``, ``classifier_scale``, ``threshold``, ``dynamic_percentile``, ``x_T``,
     ``shape``, ``device``, ``clip_samples``) mean the same. ``clip_x0`` is on by default here,
     as in common DDIM implementations: it clamps :math:`\hat x_0` to [-1, 1] at every step and
     recomputes :math:`\epsilon` from it (:meth:`ddpm_lib.Diffusion.eps_from_x0`). Without it an
@@ -195,15 +228,16 @@ def ddim(
     if not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     tau = ddim_timesteps(diffusion.T, steps)
+    threshold = resolve_threshold(threshold, clip_x0)
     x, dev = _start(model, n, shape, x_T, generator, device)
-    labels = _check_labels(model, x.shape[0], labels, guidance_scale, dev)
+    guide = make_guide(model, x.shape[0], labels, guidance_scale, classifier, classifier_scale, dev)
     ab = diffusion.alpha_bars
     pairs = list(zip(tau.flip(0).tolist(), [*tau.flip(0).tolist()[1:], 0], strict=True))
     for t, s in _progress(pairs, progress, f"DDIM ({steps} steps)"):
-        eps = _eps(model, x, t, labels, guidance_scale)
+        eps = _eps(guide, diffusion, x, t)
         x0_hat = diffusion._predict_x0_from_eps(x, t, eps)
-        if clip_x0:
-            x0_hat = x0_hat.clamp(-1.0, 1.0)
+        if threshold != "none":
+            x0_hat = threshold_x0(x0_hat, threshold, dynamic_percentile)
             eps = diffusion._eps_from_x0(x, t, x0_hat)
         ab_t, ab_s = float(ab[t]), float(ab[s])
         sigma = float(eta) * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)) ** 0.5

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from ._sampling import _check_labels, _start, guided_eps
-from ._validate import check_eps
+from ._sampling import Guide, _start, make_guide
 from .diffusion import randn_like
 from .sde import VPSDE, solve_flow
 
@@ -25,12 +24,12 @@ if TYPE_CHECKING:
 __all__ = ["ODESample", "probability_flow", "reverse_sde"]
 
 
-def _eps_fn(model, sde: VPSDE, labels, guidance_scale) -> Callable:
+def _eps_fn(guide: Guide, sde: VPSDE) -> Callable:
     """``eps(x, tau)``: the (guided) prediction at the continuous time ``tau T`` for the batch."""
 
     def eps(x: torch.Tensor, tau: float) -> torch.Tensor:
-        t = torch.full((x.shape[0],), float(sde.t_of(tau)), dtype=x.dtype, device=x.device)
-        return check_eps(guided_eps(model, x, t, labels, guidance_scale), x).to(x.dtype)
+        t = sde.t_of(tau).to(device=x.device, dtype=x.dtype).expand(x.shape[0])
+        return guide(x, t, float(1.0 - sde.alpha_bar(tau)) ** 0.5)
 
     return eps
 
@@ -48,6 +47,8 @@ def reverse_sde(
     guidance_scale: float = 1.0,
     device: torch.device | str | None = None,
     clip_samples: bool = True,
+    classifier: Callable | None = None,
+    classifier_scale: float = 1.0,
 ) -> torch.Tensor:
     r"""Sample by the reverse-time SDE (Anderson 1982; Song et al. 2021, Eq. 6)
 
@@ -65,14 +66,16 @@ def reverse_sde(
     with :math:`\mathbf z = 0` in the last step (as Algorithm 2 adds no noise at :math:`t = 1`).
     With ``steps = T`` the network is called at the integer steps :math:`t = T, \dots, 1` and
     :math:`\beta(\tau_k)h = -\log\alpha_t \approx \beta_t`: the update is Algorithm 2's to first
-    order in :math:`\beta_t`. Returns samples ``[n, *shape]``.
+    order in :math:`\beta_t`. ``labels``, ``guidance_scale``, ``classifier`` and
+    ``classifier_scale`` guide as in :func:`ddpm_lib.sample.ancestral`. Returns samples
+    ``[n, *shape]``.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     sde = VPSDE(diffusion)
     x, dev = _start(model, n, shape, x_T, generator, device)
-    labels = _check_labels(model, x.shape[0], labels, guidance_scale, dev)
-    eps_at = _eps_fn(model, sde, labels, guidance_scale)
+    guide = make_guide(model, x.shape[0], labels, guidance_scale, classifier, classifier_scale, dev)
+    eps_at = _eps_fn(guide, sde)
     h = 1.0 / steps
     for k in range(steps, 0, -1):
         tau = k * h
@@ -108,6 +111,8 @@ def probability_flow(
     denoise: bool = True,
     device: torch.device | str | None = None,
     clip_samples: bool = True,
+    classifier: Callable | None = None,
+    classifier_scale: float = 1.0,
 ) -> ODESample:
     r"""Sample by the probability-flow ODE (Song et al. 2021, Eq. 13), deterministic given
     :math:`\mathbf x(1)`:
@@ -124,14 +129,16 @@ def probability_flow(
     :math:`\mathbf x(\tau_\text{end})`, which :func:`ddpm_lib.sde.encode` inverts.
 
     ``x_T`` (or a draw from ``generator``) sets the state's dtype: float32 by default, float64
-    for the exact toy. The solver works in float64 either way. Returns :class:`ODESample`.
+    for the exact toy. The solver works in float64 either way. ``labels``, ``guidance_scale``,
+    ``classifier`` and ``classifier_scale`` guide as in :func:`ddpm_lib.sample.ancestral` (the
+    guided score replaces the score). Returns :class:`ODESample`.
     """
     if not 0.0 < float(tau_end) < 1.0:
         raise ValueError(f"tau_end must be in (0, 1), got {tau_end!r}")
     sde = VPSDE(diffusion)
     x, dev = _start(model, n, shape, x_T, generator, device)
-    labels = _check_labels(model, x.shape[0], labels, guidance_scale, dev)
-    eps_at = _eps_fn(model, sde, labels, guidance_scale)
+    guide = make_guide(model, x.shape[0], labels, guidance_scale, classifier, classifier_scale, dev)
+    eps_at = _eps_fn(guide, sde)
     flow = solve_flow(eps_at, sde, x, 1.0, float(tau_end), rtol, atol, method)
     x, nfe = flow.x, flow.nfe
     if denoise:

@@ -30,7 +30,13 @@ import numpy as np
 import torch
 
 from ._validate import check_t
-from .toy_mixture import GaussianMixture, MixtureEps, three_bumps, two_d_mixture
+from .toy_mixture import (
+    GaussianMixture,
+    MixtureClassifier,
+    MixtureEps,
+    three_bumps,
+    two_d_mixture,
+)
 from .toy_score import ScoreError, score_error, tweedie_x0
 
 if TYPE_CHECKING:
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GaussianMixture",
     "MixtureEps",
+    "MixtureClassifier",
     "three_bumps",
     "two_d_mixture",
     "ScoreError",

@@ -27,7 +27,13 @@ from .vpsde import ContinuousSchedule
 if TYPE_CHECKING:
     from .diffusion import Diffusion
 
-__all__ = ["GaussianMixture", "MixtureEps", "three_bumps", "two_d_mixture"]
+__all__ = [
+    "GaussianMixture",
+    "MixtureEps",
+    "MixtureClassifier",
+    "three_bumps",
+    "two_d_mixture",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -232,6 +238,16 @@ def _alpha_bar(alpha_bar: object) -> torch.Tensor:
     return ab
 
 
+def _noised_joint(g: GaussianMixture, x: torch.Tensor, ab: torch.Tensor):
+    r"""Per component of the noised mixture, for rows ``x`` ``[n, D]`` and :math:`\bar\alpha`
+    ``ab`` ``[n, 1]``: the joint :math:`\log\pi_k + \log\mathcal N` up to a constant ``[n, K]``,
+    :math:`x - \sqrt{\bar\alpha}\mu_k` ``[n, K, D]`` and the variances ``[n, K]``."""
+    var = ab * g.stds**2 + 1.0 - ab  # [n, K]
+    diff = x[:, None, :] - ab.sqrt()[:, :, None] * g.means  # [n, K, D]
+    joint = g.weights.log() - 0.5 * diff.pow(2).sum(-1) / var - 0.5 * g.D * var.log()
+    return joint, diff, var
+
+
 class MixtureConfig(NamedTuple):
     """What the samplers read from a model: ``num_classes`` (the mixture's ``K``; the label
     ``K`` is the null label, meaning unconditional, as for the U-Net)."""
@@ -273,13 +289,9 @@ class MixtureEps:
     def __repr__(self) -> str:
         return f"MixtureEps({self.mixture!r}, T={self.diffusion.T})"
 
-    def __call__(
-        self, x_t: torch.Tensor, t: int | torch.Tensor, labels: int | torch.Tensor | None = None
-    ) -> torch.Tensor:
-        g = self.mixture
-        g._check_x(x_t, "x_t")
-        x = x_t.to(device="cpu", dtype=torch.float64)  # not detached: autograd reaches x_t
-        n = x.shape[0]
+    def _alpha_bar_at(self, t: object, n: int) -> torch.Tensor:
+        """:math:`\\bar\\alpha` at the (integer or continuous) time ``t`` for a batch of ``n``:
+        float64 ``[n]`` on the CPU."""
         t = check_time(t, self.diffusion.T)
         if isinstance(t, float) or (isinstance(t, torch.Tensor) and t.dtype.is_floating_point):
             t = torch.as_tensor(t, dtype=torch.float64).cpu()
@@ -294,10 +306,17 @@ class MixtureEps:
             ab = self._alpha_bars[t if isinstance(t, int) else t.cpu()].reshape(-1)  # [1] or [B]
         if ab.shape[0] not in (1, n):
             raise ValueError(f"t has {ab.shape[0]} entries but x_t has batch size {n}")
-        ab = ab.expand(n)[:, None]  # [n, 1]
-        var = ab * g.stds**2 + 1.0 - ab  # [n, K]
-        diff = x[:, None, :] - ab.sqrt()[:, :, None] * g.means  # [n, K, D]
-        joint = g.weights.log() - 0.5 * diff.pow(2).sum(-1) / var - 0.5 * g.D * var.log()
+        return ab.expand(n)
+
+    def __call__(
+        self, x_t: torch.Tensor, t: int | torch.Tensor, labels: int | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        g = self.mixture
+        g._check_x(x_t, "x_t")
+        x = x_t.to(device="cpu", dtype=torch.float64)  # not detached: autograd reaches x_t
+        n = x.shape[0]
+        ab = self._alpha_bar_at(t, n)[:, None]  # [n, 1]
+        joint, diff, var = _noised_joint(g, x, ab)
         r = torch.softmax(joint, dim=-1)  # [n, K]
         if labels is not None:
             y = check_t(labels, 0, g.K, "labels")
@@ -309,3 +328,24 @@ class MixtureEps:
             r = torch.where(cond[:, None], one_hot, r)
         eps = (1.0 - ab).sqrt() * (r[:, :, None] * diff / var[:, :, None]).sum(1)
         return eps.to(device=x_t.device, dtype=x_t.dtype)
+
+
+class MixtureClassifier(MixtureEps):
+    r"""The exact noise-conditional classifier of a :class:`GaussianMixture` whose components are
+    the classes: ``classifier(x_t, t)`` returns the logits :math:`\log q(y = k \mid x_t)`
+    ``[n, K]`` (:meth:`GaussianMixture.class_log_prob` at :math:`\bar\alpha_t`), differentiable
+    in ``x_t``, for integer or continuous ``t`` as :class:`MixtureEps` takes them. Pass it as
+    ``classifier=`` to a sampler: with ``classifier_scale`` :math:`\gamma` and the unconditional
+    :class:`MixtureEps` the guided samples follow :math:`\propto q_t(x)\,q(y \mid x_t)^\gamma`
+    at every noise level (chapter 7)."""
+
+    def __repr__(self) -> str:
+        return f"MixtureClassifier({self.mixture!r}, T={self.diffusion.T})"
+
+    def __call__(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        g = self.mixture
+        g._check_x(x_t, "x_t")
+        x = x_t.to(device="cpu", dtype=torch.float64)
+        ab = self._alpha_bar_at(t, x.shape[0])[:, None]  # [n, 1]
+        joint, diff, var = _noised_joint(g, x, ab)
+        return torch.log_softmax(joint, dim=-1).to(x_t.device)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
-from ._validate import check_tensor, check_time
+from ._validate import check_eps, check_tensor, check_time
 
 if TYPE_CHECKING:
     from .diffusion import Diffusion
@@ -191,10 +191,7 @@ class VPSDE:
         x = check_tensor("x", x)
         t = self.t_of(tau).to(device=x.device, dtype=x.dtype).expand(x.shape[0])
         out = model(x, t) if labels is None else model(x, t, labels)
-        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"the model must return eps of x's shape {list(x.shape)}, got {got}")
-        return out.to(x.dtype)
+        return check_eps(out, x).to(x.dtype)
 
     def score_from_eps(self, eps: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
         r""":math:`\nabla\log q_\tau(\mathbf x) \approx -\epsilon_\theta/\sqrt{1-\bar\alpha(\tau)}`

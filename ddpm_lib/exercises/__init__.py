@@ -33,6 +33,12 @@ from .forward import (
     check_variance_step,
     check_variance_trajectory,
 )
+from .guidance import (
+    check_cfg_eps,
+    check_classifier_guided_eps,
+    check_gamma_zero_prediction,
+    gamma_zero_given,
+)
 from .posterior import (
     beta_tilde_given,
     check_beta_tilde,
@@ -64,6 +70,7 @@ __all__ = [
     "Tolerance",
     "Wrong",
     "beta_tilde_given",
+    "gamma_zero_given",
     "check_alpha_bar_T",
     "check_alpha_bars",
     "check_lambda_t",
@@ -73,7 +80,10 @@ __all__ = [
     "check_normal_kl",
     "check_p_sample_step",
     "check_beta_tilde",
+    "check_cfg_eps",
+    "check_classifier_guided_eps",
     "check_euler_maruyama_step",
+    "check_gamma_zero_prediction",
     "check_beta_tilde_value",
     "check_marginal_pdf",
     "check_merged_variance",

@@ -17,6 +17,8 @@ import shlex
 import sys
 import time
 
+from .classifier import add_training_arguments
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -25,12 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train-classifier", help="train the MNIST classifier used by the FID")
-    tr.add_argument("--out", required=True, help="output folder")
-    tr.add_argument("--epochs", type=int, default=4)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--batch-size", type=int, default=128)
-    tr.add_argument("--lr", type=float, default=2e-3)
-    tr.add_argument("--max-shift", type=int, default=2, help="random translation, pixels")
+    add_training_arguments(tr, epochs=4)
     fl = sub.add_parser("floor", help="print the real-data FID floor for some sample counts")
     fl.add_argument("--n", type=int, nargs="+", default=[1000, 10000])
     args = parser.parse_args(argv)

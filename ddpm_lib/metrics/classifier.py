@@ -41,6 +41,8 @@ __all__ = [
     "evaluate_accuracy",
     "predict",
     "check_images",
+    "save_training_run",
+    "add_training_arguments",
 ]
 
 WEIGHTS_FILE = "classifier.safetensors"
@@ -190,6 +192,53 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return padded[torch.arange(B)[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
+def add_training_arguments(parser, epochs: int) -> None:
+    """The command-line options both classifier trainers share (``--out``, ``--epochs``,
+    ``--seed``, ``--batch-size``, ``--lr``, ``--max-shift``)."""
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--max-shift", type=int, default=2, help="random translation, pixels")
+
+
+def save_training_run(
+    weights_path: Path,
+    meta_path: Path,
+    model: nn.Module,
+    config: dict,
+    fmt: str,
+    settings: dict,
+    wall: float,
+    command: str | None,
+    results: dict,
+) -> None:
+    """Write a trained classifier (float32 safetensors tagged ``fmt``, its ``config`` and seed in
+    the metadata) and its json record: architecture, config, parameter count, the training
+    ``settings``, command line, wall time, machine and ``results``. Shared by this module's
+    trainer and :mod:`ddpm_lib.train.classifier`'s."""
+    io.save_safetensors(
+        weights_path,
+        model.state_dict(),
+        {io.CONFIG_KEY: json.dumps(config), "seed": str(settings["seed"])},
+        fmt,
+    )
+    meta = {
+        "architecture": type(model).__name__,
+        "config": config,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        **settings,
+        "command": command if command is not None else " ".join(sys.argv),
+        "wall_time_s": round(wall, 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip()
+        + f", {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        **results,
+        "dtype": "float32",
+    }
+    io.write_json(meta_path, meta)
+
+
 class ClassifierResult(NamedTuple):
     """What :func:`train_classifier` returns."""
 
@@ -278,28 +327,23 @@ def train_classifier(
     model.eval()
 
     weights_path, meta_path = out_dir / WEIGHTS_FILE, out_dir / META_FILE
-    io.save_safetensors(
-        weights_path,
-        model.state_dict(),
-        {io.CONFIG_KEY: json.dumps(config.to_dict()), "seed": str(seed)},
-        CLASSIFIER_FORMAT,
-    )
-    meta = {
-        "architecture": "MNISTClassifier",
-        "config": config.to_dict(),
-        "n_params": sum(p.numel() for p in model.parameters()),
+    settings = {
         "seed": seed,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
         "weight_decay": weight_decay,
         "max_shift": max_shift,
-        "command": command if command is not None else " ".join(sys.argv),
-        "wall_time_s": round(wall, 1),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip()
-        + f", {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-        "test_accuracy": test_acc,
-        "dtype": "float32",
     }
-    io.write_json(meta_path, meta)
+    save_training_run(
+        weights_path,
+        meta_path,
+        model,
+        config.to_dict(),
+        CLASSIFIER_FORMAT,
+        settings,
+        wall,
+        command,
+        {"test_accuracy": test_acc},
+    )
     return ClassifierResult(model, test_acc, wall, weights_path, meta_path)

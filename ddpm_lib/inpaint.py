@@ -1,0 +1,137 @@
+r"""Inpainting with an unconditional (or guided) diffusion model by the replacement method
+(Song et al. 2021, Appendix I.2; Lugmayr et al. 2022, RePaint, with ``resample > 1``).
+
+Known pixels are never generated: at every step they are replaced by a fresh draw of the forward
+process :math:`q(x_s \mid x_0)` from the known image, so the network only ever fills in the rest
+while seeing a correctly noised context. Re-exported as :func:`ddpm_lib.sample.inpaint`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+from ._sampling import _start, ddim_timesteps, make_guide, threshold_x0
+from ._validate import check_tensor
+from .diffusion import randn_like
+
+if TYPE_CHECKING:
+    from .diffusion import Diffusion
+
+__all__ = ["inpaint"]
+
+
+def _check_mask(mask: object, x_known: torch.Tensor) -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch.Tensor of 0s and 1s, got {type(mask).__name__}")
+    try:
+        ok = torch.broadcast_shapes(mask.shape, x_known.shape) == x_known.shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"mask must broadcast to x_known's shape {list(x_known.shape)} (e.g. [1, 1, 28, 28] "
+            f"for one mask for every image), got {list(mask.shape)}"
+        )
+    m = mask.to(torch.float64)
+    if not bool(((m == 0) | (m == 1)).all()):
+        raise ValueError("mask must hold only 0 (pixel to fill in) and 1 (known pixel)")
+    return mask.to(device=x_known.device, dtype=x_known.dtype)
+
+
+@torch.no_grad()
+def inpaint(
+    model: Callable,
+    diffusion: Diffusion,
+    x_known: torch.Tensor,
+    mask: torch.Tensor,
+    resample: int = 1,
+    steps: int | None = None,
+    labels: torch.Tensor | int | None = None,
+    guidance_scale: float = 1.0,
+    classifier: Callable | None = None,
+    classifier_scale: float = 1.0,
+    threshold: str = "static",
+    dynamic_percentile: float = 0.995,
+    generator: torch.Generator | None = None,
+    x_T: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    clip_samples: bool = True,
+) -> torch.Tensor:
+    r"""Fill in the pixels of ``x_known`` where ``mask`` is 0, keeping those where it is 1.
+
+    On the time steps :math:`\tau_S = T > \dots > \tau_1` (``steps`` of them, evenly spaced, as in
+    :func:`ddpm_lib.sample.ddim`; ``None`` = all ``T``), from :math:`t` to the next step
+    :math:`s` (:math:`s = 0` at the end):
+
+    .. math::
+        x_s^{\text{unknown}} &\sim p_\theta(x_s \mid x_t) = \mathcal N\big(\sqrt{\bar\alpha_s}
+        \,\hat x_0 + \sqrt{1-\bar\alpha_s-\sigma^2}\,\hat\epsilon,\ \sigma^2 I\big),\quad
+        \sigma^2 = \tfrac{1-\bar\alpha_s}{1-\bar\alpha_t}\big(1-\tfrac{\bar\alpha_t}
+        {\bar\alpha_s}\big)\\
+        x_s^{\text{known}} &\sim q(x_s \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_s}\,
+        x_0^{\text{known}},\ (1-\bar\alpha_s) I\big)\\
+        x_s &= m \odot x_s^{\text{known}} + (1-m) \odot x_s^{\text{unknown}}
+
+    With ``steps = T`` the first line is Algorithm 2's step with :math:`\sigma_t^2 =
+    \tilde\beta_t` (the posterior variance, Ho et al. 2020, Eq. 7); fewer steps are the same
+    chain on the respaced schedule (the DDIM update with :math:`\eta = 1`). ``resample = r > 1``
+    is RePaint's resampling: :math:`r - 1` times per step the new :math:`x_s` is noised back to
+    :math:`t` by :math:`q(x_t \mid x_s)` and the step is redone, which lets the generated part
+    agree with the known part (r network calls per step). :math:`\hat\epsilon` is the (guided)
+    prediction (``labels``, ``guidance_scale``, ``classifier``, ``classifier_scale`` as in
+    :func:`ddpm_lib.sample.ancestral`) and :math:`\hat x_0` goes through ``threshold``
+    (``"static"`` by default: clamped to [-1, 1]; see :func:`ddpm_lib.sample.threshold_x0`).
+
+    Args:
+        x_known: the images ``[n, *shape]`` whose known pixels are kept (values outside ``mask``
+            are ignored); they set the dtype and, with ``device``, the device.
+        mask: 1 = known pixel, 0 = fill in; any shape that broadcasts to ``x_known``'s.
+        x_T: optional starting noise ``[n, *shape]`` (else drawn from ``generator``).
+
+    Returns:
+        ``[n, *shape]``; the known pixels equal ``x_known``'s exactly, the others are clamped to
+        [-1, 1] unless ``clip_samples=False``.
+    """
+    x_known = check_tensor("x_known", x_known)
+    if x_known.dim() < 2:
+        raise ValueError(f"x_known must be a batch [n, *shape], got shape {list(x_known.shape)}")
+    if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
+        raise ValueError(f"resample must be an int >= 1, got {resample!r}")
+    tau = ddim_timesteps(diffusion.T, diffusion.T if steps is None else steps)
+    n, shape = x_known.shape[0], tuple(x_known.shape[1:])
+    if x_T is not None:
+        x_T = x_T.to(x_known.dtype)
+    else:
+        x_T = randn_like(torch.empty_like(x_known), generator)
+    x, dev = _start(model, n, shape, x_T, generator, device)
+    known = x_known.to(dev)
+    m = _check_mask(mask, known)
+    guide = make_guide(model, n, labels, guidance_scale, classifier, classifier_scale, dev)
+    ab = diffusion.alpha_bars
+    times = tau.flip(0).tolist()
+    for t, s in zip(times, [*times[1:], 0], strict=True):
+        ab_t, ab_s = float(ab[t]), float(ab[s])
+        sigma = ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)) ** 0.5
+        t_batch = torch.full((n,), t, dtype=torch.long, device=dev)
+        for u in range(resample):
+            eps = guide(x, t_batch, (1 - ab_t) ** 0.5)
+            x0_hat = threshold_x0(
+                diffusion._predict_x0_from_eps(x, t, eps), threshold, dynamic_percentile
+            )
+            eps = diffusion._eps_from_x0(x, t, x0_hat)
+            unknown = ab_s**0.5 * x0_hat + max(1 - ab_s - sigma**2, 0.0) ** 0.5 * eps
+            if s > 0:
+                unknown = unknown + sigma * randn_like(x, generator)
+                known_s = ab_s**0.5 * known + (1 - ab_s) ** 0.5 * randn_like(x, generator)
+            else:
+                known_s = known
+            x = m * known_s + (1 - m) * unknown
+            if u < resample - 1 and s > 0:  # RePaint: back to t by q(x_t | x_s), then redo
+                a = ab_t / ab_s
+                x = a**0.5 * x + (1 - a) ** 0.5 * randn_like(x, generator)
+    if clip_samples:
+        x = x.clamp(-1.0, 1.0)
+    return torch.where(m.bool().expand_as(x), known, x)
