@@ -127,12 +127,18 @@ def cfg_row(scale: float, threshold: str | None = None) -> Callable:
 
 
 def inpaint_row(
-    mask: str, conditional: bool, label: str = "original", resample: int = 1, steps: int = 0
+    mask: str,
+    conditional: bool,
+    label: str = "original",
+    resample: int = 1,
+    steps: int = 0,
+    reconstruction: float = 0.0,
 ):
     def run(s: Setup):
         m = masks()[mask]
         want = s.test_y if label == "original" else torch.full_like(s.test_y, int(label))
         kw = {"labels": want, "guidance_scale": 3.0} if conditional else {}
+        kw["reconstruction_scale"] = reconstruction
         gen = torch.Generator().manual_seed(s.seed + 1)
         model = s.cfg if conditional else s.unet
         x = sample.inpaint(
@@ -149,6 +155,7 @@ def inpaint_row(
             "label": label,
             "scale": 3.0 if conditional else None,
             "resample": resample,
+            "reconstruction_scale": reconstruction,
             "steps": steps or s.steps,
             "accuracy_masked_input": round(masked_acc, 4),
             "known_pixels_max_error": float((m * (x - s.test_x)).abs().max()),
@@ -167,6 +174,7 @@ ROWS: dict[str, Callable] = {
     },
     "inpaint-bottom-half": inpaint_row("bottom-half", False),
     "inpaint-bottom-half-r8": inpaint_row("bottom-half", False, resample=8),
+    "inpaint-bottom-half-rg4": inpaint_row("bottom-half", False, reconstruction=4.0),
     "inpaint-box": inpaint_row("box", False),
     "inpaint-random-80": inpaint_row("random-80", False),
     "inpaint-bottom-half-cfg": inpaint_row("bottom-half", True),

@@ -174,3 +174,20 @@ def test_guidance_steers_mnist_digits(unet, shipped):
     assert accuracy(model, classifier=shipped[0], classifier_scale=0.0) < 0.4
     assert accuracy(model, classifier=shipped[0], classifier_scale=5.0) >= 0.8
     assert accuracy(cfg_model, guidance_scale=3.0) >= 0.9
+
+
+def test_reconstruction_guidance_keeps_known_pixels_and_changes_the_rest(unet, test_digits):
+    model, d = unet
+    x0 = test_digits[0][:2]
+    mask = torch.zeros(1, 1, 28, 28)
+    mask[..., :14, :] = 1
+
+    def run(w):
+        gen = torch.Generator().manual_seed(3)
+        return sample.inpaint(model, d, x0, mask, steps=3, reconstruction_scale=w, generator=gen)
+
+    plain, guided = run(0.0), run(4.0)
+    assert torch.equal(guided[..., :14, :], x0[..., :14, :])
+    assert not torch.allclose(plain, guided)
+    with pytest.raises(ValueError, match="reconstruction_scale"):
+        run(-1.0)
