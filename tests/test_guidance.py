@@ -155,7 +155,7 @@ def test_gamma_three_with_a_langevin_corrector_reaches_the_tilted_density(proble
         return -eps_model(y, t) / sigma + 3.0 * sample.classifier_gradient(clf, y, t, labels)
 
     gen = torch.Generator().manual_seed(9)
-    y = sample.langevin(guided_score, x, step_size=2e-3, n_steps=1500, generator=gen)
+    y = sample.langevin(guided_score, x, step_size=2e-3, n_steps=1000, generator=gen)
     p = _two_sample_p(y, _tilted(g, 3.0, n, 5))
     assert min(p) > 1e-3, p
 
