@@ -13,11 +13,11 @@ the book: schedules of length T + 1, index 0 = clean data, t = 1..T.
 """
 
 from . import data, hub, losses, sample, schedule
+from .bound import VLBTerms
 from .config import Config, get_config
 from .diffusion import Diffusion, Gaussian
 from .hub import pretrained
 from .io import load
-from .objectives import VLBTerms
 
 __all__ = [
     "Config",

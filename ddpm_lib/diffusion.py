@@ -8,7 +8,7 @@ example, as in Algorithm 1). Coefficients are gathered in float64 and cast to th
 
 Each public method checks its arguments once and then calls a private twin (same name with a
 leading underscore: ``_q_sample``, ``_mu_tilde_from_x0``, ...) that is the equation alone; the
-samplers and the objectives (:mod:`ddpm_lib.objectives`: ``loss_simple``, ``vlb_terms``, ``prior_bpd``,
+samplers and the objectives (:mod:`ddpm_lib.bound`: ``loss_simple``, ``vlb_terms``, ``prior_bpd``,
 which build on this class) call those twins inside their loops, after checking at their own entry.
 """
 

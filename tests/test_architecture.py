@@ -1,8 +1,10 @@
 """The shape of ``ddpm_lib``: no import cycle anywhere in the package, and each layer imports only
 the layers below it (the math core knows nothing of training, sampling or plotting; the book
 helpers ``viz`` and ``exercises`` do not reach into each other). The layers are those of the
-project's architecture notes: core (diffusion, schedule, losses, objectives, toy, config) <
-middle (models, data, sample) < run (train, metrics, hub, io) < the book helpers.
+project's architecture notes, assigned by folder: core (``schedule``, ``diffusion``, ``losses``,
+``config`` at the top level) < math (``bound/``, ``sde/``, ``toy/``) < middle (``models/``,
+``data/``) < samplers (``sample/``) < run (``train/``, ``metrics/``, ``hub``, ``io``) < ``book`` <
+the book helpers (``viz/``, ``exercises/``).
 
 The graph is read from the source (every ``import`` statement, also those inside functions and
 under ``TYPE_CHECKING``), so a cycle hidden behind a lazy import is found too."""
@@ -86,39 +88,109 @@ def test_no_import_cycle():
     assert cycle is None, " -> ".join(cycle or [])
 
 
-def _layer(module: str) -> str:
-    top = module.split(".")[1] if "." in module else ""
-    if top in ("viz", "exercises", "book"):
-        return top
-    if top in ("train", "metrics", "release", "hub", "io"):
-        return "run"
-    if top in ("sample", "models", "data"):
-        return "middle"
-    return "core"  # diffusion, schedule, losses, objectives, toy, config, _validate, ...
-
-
-# which layers each layer may import
-ALLOWED = {
-    "core": {"core"},
-    "middle": {"core", "middle"},
-    "run": {"core", "middle", "run"},
-    "viz": {"core", "middle", "run", "book", "viz"},
-    "exercises": {"core", "middle", "book", "exercises"},
-    "book": {"core", "middle", "run", "book"},
+#: The layers, lowest first: each may import its own and the ones below it (the book helpers
+#: ``viz`` and ``exercises`` sit side by side and do not import each other). A sub-package is a
+#: layer's room, so the layer of every module inside it is its folder's; the few modules directly
+#: under ``ddpm_lib/`` are named one by one.
+LAYERS = ("core", "math", "middle", "sample", "run", "book", "helpers")
+FOLDERS = {
+    "bound": "math",
+    "sde": "math",
+    "toy": "math",
+    "models": "middle",
+    "data": "middle",
+    "sample": "sample",
+    "train": "run",
+    "metrics": "run",
+    "viz": "helpers",
+    "exercises": "helpers",
 }
+TOP_LEVEL = {
+    "schedule": "core",
+    "diffusion": "core",
+    "losses": "core",
+    "config": "core",
+    "_validate": "core",
+    "_atomic": "core",
+    "hub": "run",
+    "io": "run",
+    "book": "book",
+}
+MAX_TOP_LEVEL = 10
+
+
+def _layer(module: str) -> str:
+    """The layer of a module by where it lives; a module nobody placed fails the test."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "core"  # the package's __init__: re-exports only
+    top = parts[1]
+    if (PKG / top).is_dir():
+        assert top in FOLDERS, f"ddpm_lib/{top}/ is in no layer: add it to FOLDERS"
+        return FOLDERS[top]
+    assert top in TOP_LEVEL, f"ddpm_lib/{top}.py is in no layer: add it to TOP_LEVEL"
+    return TOP_LEVEL[top]
+
+
+def _allowed(importer: str, imported: str) -> bool:
+    a, b = _layer(importer), _layer(imported)
+    if a == b == "helpers":  # viz and exercises do not reach into each other
+        return importer.split(".")[1] == imported.split(".")[1]
+    return LAYERS.index(b) <= LAYERS.index(a)
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import in ``graph`` that goes up a layer (or across the book helpers)."""
+    return sorted(
+        f"{m} ({_layer(m)}) imports {i} ({_layer(i)})"
+        for m, targets in graph.items()
+        if m != "ddpm_lib"
+        for i in targets
+        if i != "ddpm_lib" and not _allowed(m, i)
+    )
 
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if m != "ddpm_lib"))
 def test_layers_import_only_downwards(module):
-    bad = sorted(
-        m for m in GRAPH[module] if m != "ddpm_lib" and _layer(m) not in ALLOWED[_layer(module)]
-    )
-    assert not bad, f"{module} ({_layer(module)}) imports {bad}"
+    bad = violations({module: GRAPH[module]})
+    assert not bad, "; ".join(bad)
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported"),
+    [
+        ("ddpm_lib.diffusion", "ddpm_lib.sample.discrete"),  # the core must not know samplers
+        ("ddpm_lib.bound.vlb", "ddpm_lib.sample.base"),
+        ("ddpm_lib.toy.mixture", "ddpm_lib.models.unet"),
+        ("ddpm_lib.sample.inpaint", "ddpm_lib.train.loop"),
+        ("ddpm_lib.viz.sde", "ddpm_lib.exercises.sde"),
+    ],
+)
+def test_a_planted_violation_fails(importer, imported):
+    """The checker itself: an upward import added to the real graph is reported."""
+    graph = {m: set(t) for m, t in GRAPH.items()}
+    assert not violations({importer: graph[importer]})
+    graph[importer].add(imported)
+    assert violations({importer: graph[importer]}) == [
+        f"{importer} ({_layer(importer)}) imports {imported} ({_layer(imported)})"
+    ]
+
+
+def test_every_folder_and_top_level_module_has_a_layer():
+    for path in PKG.iterdir():
+        if path.name.startswith((".", "__")) or path.name in ("weights", "py.typed"):
+            continue
+        _layer(f"ddpm_lib.{path.stem}")
+
+
+def test_few_modules_directly_under_the_package():
+    top = sorted(p.name for p in PKG.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL, f"{len(top)} modules under ddpm_lib/: {top}"
 
 
 def test_the_graph_is_read():
     """Guards the reader itself: known edges are found, so an empty graph cannot pass."""
-    assert "ddpm_lib.diffusion" in GRAPH["ddpm_lib.sample"]
+    assert "ddpm_lib.diffusion" in GRAPH["ddpm_lib.sample.discrete"]
     assert GRAPH["ddpm_lib.train.trainer"] >= {"ddpm_lib.train.loop", "ddpm_lib.train.dataset"}
-    assert "ddpm_lib.diffusion" in GRAPH["ddpm_lib.objectives"]
+    assert "ddpm_lib.diffusion" in GRAPH["ddpm_lib.bound.vlb"]
     assert len(GRAPH) > 30

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddpm_lib import Diffusion, objectives, sample, schedule
+from ddpm_lib import Diffusion, bound, sample, schedule
 from ddpm_lib._validate import check_t
 
 D = Diffusion(schedule.linear_betas(50, 1e-3, 0.1))
@@ -30,11 +30,11 @@ ZERO_EPS = lambda x, t: torch.zeros_like(x)  # noqa: E731
             r"variance must be one of \('beta', 'beta_tilde'\), got 'sigma'",
         ),
         (
-            lambda x: objectives.vlb_terms(D, ZERO_EPS, x, variance="large"),
+            lambda x: bound.vlb_terms(D, ZERO_EPS, x, variance="large"),
             r"variance must be one of",
         ),
         (
-            lambda x: objectives.loss_simple(D, ZERO_EPS, x, reduction="sum"),
+            lambda x: bound.loss_simple(D, ZERO_EPS, x, reduction="sum"),
             r"reduction must be one of",
         ),
         (
@@ -50,11 +50,11 @@ ZERO_EPS = lambda x, t: torch.zeros_like(x)  # noqa: E731
         ),
         (lambda x: D.snr(0), r"\[1, 50\], got 0"),
         (
-            lambda x: objectives.loss_simple(D, ZERO_EPS, x, t=0),
+            lambda x: bound.loss_simple(D, ZERO_EPS, x, t=0),
             r"t must be an integer in \[1, 50\], got 0",
         ),
         (
-            lambda x: objectives.vlb_terms(D, ZERO_EPS, x, noise=x),
+            lambda x: bound.vlb_terms(D, ZERO_EPS, x, noise=x),
             r"noise must have shape \[50, 2, 1, 2, 2\]",
         ),
         (lambda x: D.p_sample(ZERO_EPS, x, 1, noise=x[0]), r"noise must have the same shape"),

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from ddpm_lib import exercises, sample, toy
-from ddpm_lib._sampling import make_guide
 from ddpm_lib.exercises import Kind, solution
 from ddpm_lib.exercises import guidance as E
+from ddpm_lib.sample.base import make_guide
 
 from .exercise_helpers import ANSWER_FRAGMENTS, assert_reveals_nothing
 

@@ -5,7 +5,7 @@ class labels, and refuses malformed input with a ValueError naming it."""
 import pytest
 import torch
 
-from ddpm_lib import Diffusion, objectives, sample, schedule
+from ddpm_lib import Diffusion, bound, sample, schedule
 from ddpm_lib.models import MLPEps
 
 
@@ -80,7 +80,7 @@ def test_works_with_call_model_loss_simple_and_the_samplers():
     m, gen = _model(), torch.Generator().manual_seed(0)
     x = torch.randn(6, 2, generator=gen)
     assert torch.equal(d.call_model(m, x, 4), m(x, 4))
-    loss = objectives.loss_simple(d, m, x, generator=gen)
+    loss = bound.loss_simple(d, m, x, generator=gen)
     loss.backward()
     assert loss.dim() == 0 and m.inp.weight.grad is not None
     with torch.no_grad():

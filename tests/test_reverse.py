@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ddpm_lib import Diffusion, objectives, sample, schedule
+from ddpm_lib import Diffusion, bound, sample, schedule
 
 from .conftest import oracle_for
 
@@ -35,7 +35,7 @@ def test_oracle_vlb_terms(gen):
     d = Diffusion(schedule.linear_betas(200, 1e-4, 0.05))
     x0 = _data(gen)
     model = oracle_for(d, x0)
-    small = objectives.vlb_terms(d, model, x0, variance="beta_tilde", generator=gen)
+    small = bound.vlb_terms(d, model, x0, variance="beta_tilde", generator=gen)
     assert small.terms.shape == (3, 200) and small.prior.shape == (3,) and small.total.shape == (3,)
     # Matching means and variances: every L_{t-1}, t >= 2, vanishes.
     assert float(small.terms[:, 1:].abs().max()) < 1e-8
@@ -43,7 +43,7 @@ def test_oracle_vlb_terms(gen):
     assert torch.allclose(small.total, small.prior + small.terms.sum(1))
     # With sigma_t^2 = beta_t the means still match, so L_{t-1} is the variance mismatch alone:
     # KL(N(m, bt) || N(m, b)) = (log(b / bt) + bt / b - 1) / 2 nats.
-    large = objectives.vlb_terms(d, model, x0, variance="beta", generator=gen)
+    large = bound.vlb_terms(d, model, x0, variance="beta", generator=gen)
     t = torch.arange(2, 201)
     b, bt = d.betas[t], d.beta_tildes[t]
     expected_bits = 0.5 * (torch.log(b / bt) + bt / b - 1) / math.log(2)
@@ -91,12 +91,10 @@ def test_algorithm_2_adds_no_noise_at_t1(linear, gen):
 def test_loss_simple_is_zero_for_the_oracle_and_positive_otherwise(linear, gen):
     x0 = _data(gen, b=8)
     oracle = oracle_for(linear, x0)
-    assert float(objectives.loss_simple(linear, oracle, x0, generator=gen)) < 1e-12
+    assert float(bound.loss_simple(linear, oracle, x0, generator=gen)) < 1e-12
     zero = lambda x, t: torch.zeros_like(x)  # noqa: E731
     noise = torch.randn(x0.shape, dtype=torch.float64, generator=gen)
-    per = objectives.loss_simple(
-        linear, zero, x0, t=torch.full((8,), 10), noise=noise, reduction="none"
-    )
+    per = bound.loss_simple(linear, zero, x0, t=torch.full((8,), 10), noise=noise, reduction="none")
     assert per.shape == (8,) and torch.allclose(per, (noise**2).flatten(1).mean(1))
 
 
@@ -108,7 +106,7 @@ def test_loss_simple_draws_t_uniformly_from_1_to_T(gen):
         seen.append(t.clone())
         return torch.zeros_like(x)
 
-    objectives.loss_simple(d, spy, torch.zeros(20_000, 1), generator=gen)
+    bound.loss_simple(d, spy, torch.zeros(20_000, 1), generator=gen)
     counts = torch.bincount(seen[0], minlength=6)
     assert counts[0] == 0 and bool((counts[1:] > 3700).all())
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from ddpm_lib import Diffusion, elbo, objectives, schedule, toy
+from ddpm_lib import Diffusion, bound, schedule, toy
 
 LN2 = math.log(2)
 M, S = 0.3, 0.5
@@ -29,7 +29,7 @@ def _data(n, seed, m=M, s=S):
 def _predicted_gap(d, kernels, variance) -> float:
     """With the true means, the bound exceeds the exact one by sum_t KL(N(mu, v_t) || N(mu,
     sigma_t^2)) in expectation (t = 1 included: the decoder's variance), in bits."""
-    ratio = objectives.reverse_variances(d, variance)[1:] / kernels.v[1:]
+    ratio = bound.reverse_variances(d, variance)[1:] / kernels.v[1:]
     return float((0.5 * (torch.log(ratio) + 1 / ratio - 1)).sum()) / LN2
 
 
@@ -81,8 +81,8 @@ def test_the_bound_of_the_true_reverse_process_is_the_nll(d):
     model = toy.GaussianOptimalEps(d, M, S)
     x0, gen = _data(2000, 11)
     nll = toy.gaussian_nll(x0, M, S)[:, 0] / LN2
-    bound = objectives.vlb_terms(d, model, x0, model.kernels.v, generator=gen, decoder="gaussian")
-    gap = bound.total - nll
+    terms = bound.vlb_terms(d, model, x0, model.kernels.v, generator=gen, decoder="gaussian")
+    gap = terms.total - nll
     assert abs(float(gap.mean())) < 4 * float(gap.std()) / math.sqrt(2000)
     assert float(gap.std()) < 2.0  # the decomposition's own Monte Carlo noise, per example
 
@@ -93,7 +93,7 @@ def test_direct_monte_carlo_of_the_exact_model_is_the_nll_plus_the_prior_mismatc
     model = toy.GaussianOptimalEps(d, M, S)
     x0, gen = _data(300, 12)
     noise = torch.randn(d.T, *x0.shape, generator=gen, dtype=torch.float64)
-    direct = elbo.vlb_direct(d, model, x0, model.kernels.v, noise=noise)
+    direct = bound.vlb_direct(d, model, x0, model.kernels.v, noise=noise)
     x_T = x0
     for t in range(1, d.T + 1):
         x_T = d.q_step(x_T, t, noise=noise[t - 1])
@@ -112,8 +112,8 @@ def test_fixed_variances_make_the_bound_loose_by_the_predicted_amount(d, s, vari
     model = toy.GaussianOptimalEps(d, M, s)
     x0, gen = _data(1000, 13, s=s)
     noise = torch.randn(d.T, *x0.shape, generator=gen, dtype=torch.float64)
-    exact = objectives.vlb_terms(d, model, x0, model.kernels.v, noise, decoder="gaussian").total
-    fixed = objectives.vlb_terms(d, model, x0, variance, noise, decoder="gaussian").total
+    exact = bound.vlb_terms(d, model, x0, model.kernels.v, noise, decoder="gaussian").total
+    fixed = bound.vlb_terms(d, model, x0, variance, noise, decoder="gaussian").total
     gap = fixed - exact
     se = float(gap.std()) / math.sqrt(1000)
     assert float(gap.mean()) > 5 * se
@@ -126,9 +126,9 @@ def test_decomposed_bound_equals_direct_monte_carlo(d):
     definition E_q[log q(x_{1:T} | x_0) - log p_theta(x_{0:T})] agree within Monte Carlo error."""
     model = toy.GaussianOptimalEps(d, M, S)
     x0, gen = _data(1500, 14)
-    decomposed = objectives.vlb_terms(d, model, x0, "beta_tilde", generator=gen,
+    decomposed = bound.vlb_terms(d, model, x0, "beta_tilde", generator=gen,
                                       decoder="gaussian").total  # fmt: skip
-    direct = elbo.vlb_direct(d, model, x0, "beta_tilde", generator=gen)
+    direct = bound.vlb_direct(d, model, x0, "beta_tilde", generator=gen)
     se = math.hypot(float(decomposed.std()), float(direct.std())) / math.sqrt(1500)
     assert abs(float(decomposed.mean() - direct.mean())) < 4 * se
     nll = float(toy.gaussian_nll(x0, M, S).mean()) / LN2

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from ddpm_lib import Diffusion, schedule  # noqa: E402
-from ddpm_lib.objectives import prior_bpd  # noqa: E402
+from ddpm_lib.bound import prior_bpd  # noqa: E402
 from ddpm_lib.viz import schedules as sv  # noqa: E402
 from ddpm_lib.viz.images import to_display  # noqa: E402
 

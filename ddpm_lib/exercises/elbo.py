@@ -25,10 +25,9 @@ from typing import Any
 
 import torch
 
+from ..bound import eps_weights, reverse_variances
 from ..diffusion import Diffusion, EpsModel
-from ..elbo import eps_weights
 from ..losses import normal_kl
-from ..objectives import reverse_variances
 from ._check import (
     Case,
     CheckResult,
@@ -172,7 +171,7 @@ def check_lambda_t(fn: Callable[..., Any]) -> CheckResult:
 
     .. math:: \lambda_t = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}
 
-    (the reference is :func:`ddpm_lib.elbo.eps_weights`), for :math:`\sigma_t^2 = \beta_t` and
+    (the reference is :func:`ddpm_lib.bound.eps_weights`), for :math:`\sigma_t^2 = \beta_t` and
     :math:`\tilde\beta_t` on three schedules."""
     slips = [
         Slip(Kind.MISSING_FACTOR, "twice too large: the Gaussian KL has a factor in front of the "
@@ -310,8 +309,8 @@ def most_bits_steps() -> tuple[int, ...]:
 
 
 def _largest_term_step(model: EpsModel, diffusion: Diffusion, n: int = 8) -> int:
+    from ..bound import vlb_terms
     from ..data import images_to_model, load_mnist
-    from ..objectives import vlb_terms
 
     x0 = images_to_model(load_mnist("test").images[:n])
     gen = torch.Generator().manual_seed(0)
@@ -326,7 +325,7 @@ def check_most_bits_prediction(
     bound is largest on ``model`` with schedule ``diffusion`` (the chapter passes the shipped
     ``ddpm_lib.pretrained("mnist-unet")``, ``T = 1000``) with :math:`\sigma_t^2 = \beta_t`
     (:math:`L_0` for ``t = 1``, :math:`L_{t-1}` for ``t >= 2``). The exact value is measured by
-    :func:`ddpm_lib.objectives.vlb_terms` on 8 MNIST test digits at :func:`most_bits_steps` (a
+    :func:`ddpm_lib.bound.vlb_terms` on 8 MNIST test digits at :func:`most_bits_steps` (a
     second or two on a CPU; nothing is measured while the answer is blank); the answer must equal
     it."""
     if prediction is None or prediction is Ellipsis:  # no need to measure anything yet

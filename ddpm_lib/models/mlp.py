@@ -57,7 +57,7 @@ def _positive_int(name: str, value: object, lo: int) -> int:
 class MLPEps(nn.Module):
     r""":math:`\epsilon_\theta(\mathbf x_t, t)` (or :math:`\epsilon_\theta(\mathbf x_t, t, y)`) on
     points ``[B, D]``: usable wherever the library takes an ε-model
-    (:meth:`ddpm_lib.Diffusion.call_model`, :func:`ddpm_lib.objectives.loss_simple`,
+    (:meth:`ddpm_lib.Diffusion.call_model`, :func:`ddpm_lib.bound.loss_simple`,
     :func:`ddpm_lib.sample.ancestral`, :func:`ddpm_lib.sample.ddim`).
 
     Args:

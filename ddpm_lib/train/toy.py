@@ -1,6 +1,6 @@
 r"""Algorithm 1 on toy data in seconds: fit a small ε-network (e.g.
 :class:`ddpm_lib.models.MLPEps`) to a :class:`ddpm_lib.toy.GaussianMixture` or to a tensor of points, with the library's
-:math:`L_\text{simple}` (:func:`ddpm_lib.objectives.loss_simple`) and Adam.
+:math:`L_\text{simple}` (:func:`ddpm_lib.bound.loss_simple`) and Adam.
 
 The image trainer :func:`ddpm_lib.train.train` carries what a long run needs (checkpoints, EMA,
 resumption, a config saved with the weights); a 2-D fit of a few thousand steps needs none of it,
@@ -20,9 +20,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..bound import loss_simple
 from ..diffusion import Diffusion
-from ..objectives import loss_simple
-from ..toy_mixture import GaussianMixture
+from ..toy import GaussianMixture
 
 __all__ = ["FitProgress", "FitResult", "fit_eps", "lr_cosine"]
 
@@ -104,7 +104,7 @@ def fit_eps(
     .. math:: L_\text{simple} = \big\|\bar\epsilon_t - \epsilon_\theta\big(\sqrt{\bar\alpha_t}\,
         \mathbf x_0 + \sqrt{1-\bar\alpha_t}\,\bar\epsilon_t,\ t\big)\big\|^2
 
-    (Eq. 14; :func:`ddpm_lib.objectives.loss_simple`, averaged over the batch and the ``D``
+    (Eq. 14; :func:`ddpm_lib.bound.loss_simple`, averaged over the batch and the ``D``
     coordinates). The learning rate decays from ``lr`` to 0 on a cosine (:func:`lr_cosine`): the
     late small steps average out the minibatch noise, which matters for a score field (no EMA
     copy is kept).

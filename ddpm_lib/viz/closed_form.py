@@ -6,7 +6,7 @@ The chapter's result (Ho et al. 2020, Eq. 4) is
     \qquad \bar\alpha_t = \prod_{s=1}^{t} (1 - \beta_s).
 
 The numbers come from the library (:func:`ddpm_lib.viz.run_chain`, :meth:`Diffusion.q_sample`,
-:meth:`Diffusion.first_t_snr_below`, :func:`ddpm_lib.objectives.prior_bpd`); this module puts them
+:meth:`Diffusion.first_t_snr_below`, :func:`ddpm_lib.bound.prior_bpd`); this module puts them
 in a table and draws them. Schedules are passed as a mapping name -> :class:`Diffusion` (see
 :func:`ddpm_lib.viz.schedule_pair`).
 """
@@ -23,8 +23,8 @@ import torch
 from scipy import stats
 
 from .._validate import check_choice, check_t, check_tensor
+from ..bound import prior_bpd
 from ..diffusion import Diffusion
-from ..objectives import prior_bpd
 from ._live import explore
 from .common import colour
 from .images import check_digit, draw_image
@@ -58,7 +58,7 @@ def summarise_schedule(
     name: str, d: Diffusion, x0: torch.Tensor, level: float = 1e-2
 ) -> ScheduleSummary:
     r"""How fast ``d`` destroys the digits ``x0`` (``[B, 1, H, W]`` in [-1, 1]) and how close its
-    :math:`x_T` gets to pure noise, via :func:`ddpm_lib.objectives.prior_bpd` (computed in float64)."""
+    :math:`x_T` gets to pure noise, via :func:`ddpm_lib.bound.prior_bpd` (computed in float64)."""
     kl = prior_bpd(d, check_tensor("x0", x0).double())
     return ScheduleSummary(
         name, d.T, float(d.alpha_bars[d.T]), d.first_t_snr_below(1.0),

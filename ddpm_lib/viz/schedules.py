@@ -4,7 +4,7 @@ r"""The schedule explorer: choose the schedule (linear, cosine or both), :math:`
 Four panels, every number from the library: :math:`\bar\alpha_t` (:attr:`Diffusion.alpha_bars`),
 :math:`\mathrm{SNR}(t)` on a log scale (:attr:`Diffusion.snrs`), :math:`\mathrm{KL}(q(\mathbf x_T
 \mid\mathbf x_0)\,\|\,\mathcal N(\mathbf 0, \mathbf I))` in bits per dimension against the chain
-length :math:`T` (:func:`ddpm_lib.objectives.prior_bpd`, one digit), and that digit at the chosen
+length :math:`T` (:func:`ddpm_lib.bound.prior_bpd`, one digit), and that digit at the chosen
 step, :math:`\mathbf x_t = \sqrt{\bar\alpha_t}\,\mathbf x_0 + \sqrt{1-\bar\alpha_t}\,
 \bar{\boldsymbol\epsilon}_t` with a fixed :math:`\bar{\boldsymbol\epsilon}_t`
 (:meth:`Diffusion.q_sample`). The schedules come from :func:`ddpm_lib.schedule.linear_betas`
@@ -25,8 +25,8 @@ import torch
 
 from .. import schedule
 from .._validate import check_choice
+from ..bound import prior_bpd
 from ..diffusion import Diffusion
-from ..objectives import prior_bpd
 from ._live import explore
 from .common import colour
 from .images import check_digit, draw_image
@@ -95,7 +95,7 @@ def prior_bpd_by_T(
 ) -> np.ndarray:
     r""":math:`\mathrm{KL}(q(\mathbf x_T\mid\mathbf x_0)\,\|\,\mathcal N(\mathbf 0,\mathbf I))` in
     bits per dimension of the image ``x0`` ``[1, C, H, W]`` (float64) for the schedule ``name``
-    with each chain length in ``Ts``: :func:`ddpm_lib.objectives.prior_bpd`, one value per ``T``."""
+    with each chain length in ``Ts``: :func:`ddpm_lib.bound.prior_bpd`, one value per ``T``."""
     return np.array([
         float(prior_bpd(make_schedules(name, int(T), beta_1, beta_T, s)[name], x0.double())[0])
         for T in Ts

@@ -29,7 +29,7 @@ import torch
 
 from .._validate import check_steps, check_tensor
 from ..diffusion import Diffusion, EpsModel
-from ..toy_mixture import GaussianMixture
+from ..toy import GaussianMixture
 from ._live import explore
 from .denoise import denoise_steps
 from .images import draw_image

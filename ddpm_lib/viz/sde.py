@@ -26,7 +26,7 @@ import torch
 from .. import sample
 from ..diffusion import Diffusion, EpsModel
 from ..sde import VPSDE, solve_flow
-from ..toy_mixture import GaussianMixture
+from ..toy import GaussianMixture
 from ._live import explore
 from .score import _arrows, _grid_points, _int
 

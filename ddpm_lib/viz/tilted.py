@@ -19,7 +19,7 @@ import torch
 
 from .. import sample
 from ..diffusion import Diffusion
-from ..toy_mixture import GaussianMixture, MixtureClassifier
+from ..toy import GaussianMixture, MixtureClassifier
 from ._live import explore
 from .score import _grid_points, _int
 

@@ -2,7 +2,7 @@ r"""Measuring the variational bound: the ε-weights :math:`\lambda_t`, an unbias
 with a confidence interval, the bound by direct Monte Carlo, and the simple loss per t-bucket.
 
 The bound (Ho et al. 2020, Eq. 5) is :math:`L = L_T + \sum_{t=2}^T L_{t-1} + L_0`; its terms are
-:func:`ddpm_lib.objectives.vlb_terms`. With the ε-parametrisation (Eqs. 11-12) every middle term
+:func:`ddpm_lib.bound.vlb_terms`. With the ε-parametrisation (Eqs. 11-12) every middle term
 is a weighted ε-error plus a constant, exactly:
 
 .. math::
@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import torch
 
-from ._validate import check_choice, check_tensor
-from .diffusion import Diffusion, EpsModel
-from .losses import discretized_gaussian_log_likelihood
-from .objectives import (
+from .._validate import check_choice, check_tensor
+from ..diffusion import Diffusion, EpsModel
+from ..losses import discretized_gaussian_log_likelihood
+from .vlb import (
     _LN2,
     _check_decoder,
     _mean_flat,
@@ -76,7 +76,7 @@ def eps_weights(diffusion: Diffusion, variance: str | torch.Tensor = "beta") -> 
     variance part (:func:`ddpm_lib.losses.normal_kl`). :math:`C_t = 0` when
     :math:`\sigma_t^2 = \tilde\beta_t`. Holds with ``clip_x0=False`` (Algorithm 2's model).
 
-    ``variance``: :math:`\sigma_t^2` as in :func:`ddpm_lib.objectives.reverse_variances`.
+    ``variance``: :math:`\sigma_t^2` as in :func:`ddpm_lib.bound.reverse_variances`.
     Returns :class:`EpsWeights` (float64 ``[T + 1]`` each, nats per dimension; index 0 NaN,
     index 1 the Gaussian decoder's, see there).
     """
@@ -141,7 +141,7 @@ def vlb_estimate(
     noise: torch.Tensor | None = None,
 ) -> VLBEstimate:
     r"""The bound of every example of ``x0`` without ``T`` model calls: :math:`L_T` and
-    :math:`L_0` exactly as in :func:`ddpm_lib.objectives.vlb_terms`, and the ``T - 1`` middle terms
+    :math:`L_0` exactly as in :func:`ddpm_lib.bound.vlb_terms`, and the ``T - 1`` middle terms
     by sampling ``t``:
 
     .. math:: \sum_{t=2}^{T} L_{t-1} = (T-1)\,\mathbb E_{t\sim\mathcal U\{2,\dots,T\}}[L_{t-1}]
@@ -157,7 +157,7 @@ def vlb_estimate(
     ``generator``) and its own :math:`x_t`.
 
     Args:
-        x0: ``[n, ...]``, ``n >= 2``; variance, decoder as in :func:`~ddpm_lib.objectives.vlb_terms`.
+        x0: ``[n, ...]``, ``n >= 2``; variance, decoder as in :func:`~ddpm_lib.bound.vlb_terms`.
         n_t: draws of ``t`` per example, in ``[1, T - 1]``; cost ``n_t + 1`` model calls per example.
         batch_size: examples per model call.
         noise: optional ``[n_t + 1, *x0.shape]``: ``noise[0]`` draws :math:`x_1` (for :math:`L_0`),
@@ -257,7 +257,7 @@ def vlb_direct(
 
     with :math:`x_t = \sqrt{\alpha_t}x_{t-1} + \sqrt{\beta_t}\,\epsilon_t` (Eq. 2),
     :math:`p(x_T) = \mathcal N(0, I)`, :math:`p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta,
-    \sigma_t^2 I)` and the decoder at ``t = 1`` as in :func:`~ddpm_lib.objectives.vlb_terms`.
+    \sigma_t^2 I)` and the decoder at ``t = 1`` as in :func:`~ddpm_lib.bound.vlb_terms`.
     Every log-density of the chain is summed: no KL, no telescoping. Its mean equals the
     decomposed bound's; its variance is far larger (a check, not an estimator to use).
 

@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import torch
 
-from ._validate import check_choice, check_steps, check_tensor
-from .diffusion import VARIANCES, Diffusion, EpsModel
-from .losses import discretized_gaussian_log_likelihood, normal_kl
+from .._validate import check_choice, check_steps, check_tensor
+from ..diffusion import VARIANCES, Diffusion, EpsModel
+from ..losses import discretized_gaussian_log_likelihood, normal_kl
 
 __all__ = ["VLBTerms", "DECODERS", "loss_simple", "reverse_variances", "vlb_terms", "prior_bpd"]
 
@@ -39,7 +39,7 @@ class VLBTerms(NamedTuple):
     column ``t - 1`` is step ``t``). ``total``: ``prior + terms.sum(1)`` ``[B]`` when ``steps`` is
     ``1..T``, NaN otherwise (a partial sum bounds nothing). ``steps``: LongTensor ``[K]``.
     ``eps_mse``: ``[B, K]``, the ε-error :math:`\|\bar\epsilon_t - \epsilon_\theta(x_t, t)\|^2
-    / \text{dims}` of the same draw of :math:`x_t` (see :func:`ddpm_lib.elbo.eps_weights`).
+    / \text{dims}` of the same draw of :math:`x_t` (see :func:`ddpm_lib.bound.eps_weights`).
     """
 
     prior: torch.Tensor

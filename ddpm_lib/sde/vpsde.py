@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
-from ._validate import check_eps, check_tensor, check_time
+from .._validate import check_eps, check_tensor, check_time
 
 if TYPE_CHECKING:
-    from .diffusion import Diffusion
+    from ..diffusion import Diffusion
 
 __all__ = ["VPSDE", "ContinuousSchedule", "Marginal", "continuous_alpha_bar"]
 

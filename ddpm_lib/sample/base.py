@@ -1,4 +1,4 @@
-"""What every sampler shares (:mod:`ddpm_lib.sample`, :mod:`ddpm_lib.sample_sde`): where sampling
+"""What every sampler shares (:mod:`ddpm_lib.sample`, :mod:`ddpm_lib.sample.continuous`): where sampling
 starts, the labels check and the classifier-free guided prediction."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import torch
 
-from ._validate import check_choice, check_eps, check_t, check_tensor
-from .config import IMAGE_CHANNELS, IMAGE_SIZE
-from .diffusion import randn_like
+from .._validate import check_choice, check_eps, check_t, check_tensor
+from ..config import IMAGE_CHANNELS, IMAGE_SIZE
+from ..diffusion import randn_like
 
 #: The default shape of one sample: an MNIST image.
 IMAGE_SHAPE = (IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)

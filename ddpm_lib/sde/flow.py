@@ -1,5 +1,5 @@
 r"""The SDE view of a DDPM (Song et al. 2021) on the library's own ε-networks: the VP-SDE
-(:class:`VPSDE`, from :mod:`ddpm_lib.vpsde`: continuous time, :math:`\bar\alpha(\tau)`,
+(:class:`VPSDE`, from :mod:`ddpm_lib.sde.vpsde`: continuous time, :math:`\bar\alpha(\tau)`,
 :math:`\beta(\tau)`, drifts), the probability-flow ODE solved by ``scipy.integrate.solve_ivp``
 (:func:`solve_flow`), encoding data to :math:`\mathbf x(1)` (:func:`encode`) and the exact
 log-likelihood by the instantaneous change of variables (:func:`log_likelihood`). The samplers
@@ -14,18 +14,15 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from ._validate import check_tensor
-from .vpsde import VPSDE, Marginal, continuous_alpha_bar
+from .._validate import check_tensor
+from .vpsde import VPSDE
 
 if TYPE_CHECKING:
-    from .diffusion import Diffusion
+    from ..diffusion import Diffusion
 
 __all__ = [
-    "VPSDE",
-    "Marginal",
     "Flow",
     "LogLikelihood",
-    "continuous_alpha_bar",
     "encode",
     "log_likelihood",
     "solve_flow",

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from ._validate import check_same_shape, check_steps
-from .toy_mixture import GaussianMixture, _alpha_bar
+from .._validate import check_same_shape, check_steps
+from .mixture import GaussianMixture, _alpha_bar
 
 if TYPE_CHECKING:
-    from .diffusion import Diffusion
+    from ..diffusion import Diffusion
 
 __all__ = ["ScoreError", "score_error", "tweedie_x0"]
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ._sampling import _start, ddim_timesteps, make_guide, threshold_x0
-from ._validate import check_tensor
-from .diffusion import randn_like
+from .._validate import check_tensor
+from ..diffusion import randn_like
+from .base import _start, ddim_timesteps, make_guide, threshold_x0
 
 if TYPE_CHECKING:
-    from .diffusion import Diffusion
+    from ..diffusion import Diffusion
 
 __all__ = ["inpaint"]
 

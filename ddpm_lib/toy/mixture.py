@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from ._validate import check_t, check_time
-from .vpsde import ContinuousSchedule
+from .._validate import check_t, check_time
+from ..sde.vpsde import ContinuousSchedule
 
 if TYPE_CHECKING:
-    from .diffusion import Diffusion
+    from ..diffusion import Diffusion
 
 __all__ = [
     "GaussianMixture",
@@ -271,7 +271,7 @@ class MixtureEps:
 
     Call: ``model(x_t [B, D], t, labels=None)`` with ``t`` an int or a LongTensor ``[]``/``[B]`` in
     ``[1, T]``, or a continuous time in ``(0, T]`` (a float or a floating tensor, as the SDE and
-    ODE samplers pass: :math:`\bar\alpha` is then :class:`ddpm_lib.vpsde.ContinuousSchedule`'s, the
+    ODE samplers pass: :math:`\bar\alpha` is then :class:`ddpm_lib.sde.ContinuousSchedule`'s, the
     same interpolation :class:`ddpm_lib.sde.VPSDE` uses, so the exact toy checks those samplers
     with no time-rounding error of its own), and ``labels`` an int or a LongTensor ``[B]`` in ``[0, K]``; returns ``[B, D]`` in
     ``x_t``'s dtype and device. Attributes: ``mixture``, ``diffusion``, ``config``

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from ._sampling import Guide, _start, make_guide
-from .diffusion import randn_like
-from .sde import VPSDE, solve_flow
+from ..diffusion import randn_like
+from ..sde import VPSDE, solve_flow
+from .base import Guide, _start, make_guide
 
 if TYPE_CHECKING:
-    from .diffusion import Diffusion
+    from ..diffusion import Diffusion
 
 __all__ = ["ODESample", "probability_flow", "reverse_sde"]
 
