@@ -391,6 +391,48 @@ class Diffusion:
         nonzero = (t.to(mean.device) > 1).to(mean.dtype).reshape(-1, *([1] * (mean.dim() - 1)))
         return mean + nonzero * var.sqrt() * z
 
+    def ddim_sigma(self, t: int, s: int, eta: float = 0.0) -> float:
+        r"""The noise scale of a DDIM step from ``t`` down to ``s < t`` (Song, Meng & Ermon 2021,
+        Eq. 16): :math:`\sigma = \eta\sqrt{\frac{1-\bar\alpha_s}{1-\bar\alpha_t}}
+        \sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_s}}`; ``eta = 1`` with ``s = t - 1`` gives
+        :math:`\sqrt{\tilde\beta_t}`, ``s = 0`` gives 0. ``t`` in ``[1, T]``, ``s`` in ``[0, t)``."""
+        t = check_t(t, 1, self.T)
+        s = check_t(s, 0, t - 1, "s")
+        if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
+        ab_t, ab_s = float(self.alpha_bars[t]), float(self.alpha_bars[s])
+        return float(eta) * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)) ** 0.5
+
+    def ddim_step(
+        self,
+        x0: torch.Tensor,
+        eps: torch.Tensor,
+        t: int,
+        s: int,
+        eta: float = 0.0,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        r"""One DDIM update from step ``t`` to ``s < t`` given the predictions :math:`\hat x_0` and
+        :math:`\hat\epsilon` at :math:`x_t` (Song, Meng & Ermon 2021, Eq. 12):
+
+        .. math:: x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1 - \bar\alpha_s - \sigma^2}\;
+            \hat\epsilon + \sigma z,\qquad \sigma = \text{ddim\_sigma}(t, s, \eta).
+
+        ``eta = 0`` is deterministic; ``eta = 1`` is the posterior :math:`q(x_s \mid x_t,
+        \hat x_0)` (with ``s = t - 1``, Algorithm 2's step with :math:`\sigma_t^2 = \tilde\beta_t`).
+        ``x0``, ``eps``, ``noise`` (:math:`z`, drawn from ``generator`` if omitted and
+        :math:`\sigma > 0`) ``[B, ...]``; ``t``, ``s`` ints. Returns :math:`x_s` ``[B, ...]``.
+        Used by :func:`ddpm_lib.sample.ddim` and :func:`ddpm_lib.sample.inpaint`."""
+        sigma = self.ddim_sigma(t, s, eta)
+        self._check(t, x0=x0, eps=eps, noise=noise)
+        ab_s = float(self.alpha_bars[s])
+        # The root's argument is >= 0 in exact arithmetic; max() keeps rounding from flipping it.
+        x = ab_s**0.5 * x0 + max(1.0 - ab_s - sigma**2, 0.0) ** 0.5 * eps
+        if sigma > 0:
+            x = x + sigma * self._draw(x, noise, generator)
+        return x
+
     # ------------------------------------------------------- schedule facts the chapters use
     def variance_trajectory(self, var0: float) -> torch.Tensor:
         r"""The variance of every entry of :math:`x_t` for ``t = 0..T`` when the data's variance is
