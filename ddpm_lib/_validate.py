@@ -157,3 +157,62 @@ def batch_index(
     if value.shape[0] != B:
         raise ValueError(f"{name} must have shape [{B}] (or []), got {list(value.shape)}")
     return value.to(device)
+
+
+def check_int(name: str, value: object, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) in ``[lo, hi]`` (either bound may be
+    None), else a ValueError naming ``name``, the value and the allowed range. The one integer
+    check of the package: sizes, step counts, seeds."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be {_range('an int', lo, hi)}, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def check_number(
+    name: str,
+    value: object,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
+    """``value`` as a ``float`` if it is a finite real number (not a bool) in the interval from
+    ``lo`` to ``hi`` (closed unless ``lo_open``/``hi_open``; either bound may be None), else a
+    ValueError naming ``name``, the value and the allowed interval. The one number check of the
+    package: scales, rates, tolerances."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = v == v and v not in (float("inf"), float("-inf"))
+        if ok and lo is not None:
+            ok = v > lo if lo_open else v >= lo
+        if ok and hi is not None:
+            ok = v < hi if hi_open else v <= hi
+    if not ok:
+        kind = _interval(lo, hi, lo_open, hi_open)
+        raise ValueError(f"{name} must be a finite number{kind}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _range(kind: str, lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"{kind} in [{lo}, {hi}]"
+    if lo is not None:
+        return f"{kind} >= {lo}"
+    if hi is not None:
+        return f"{kind} <= {hi}"
+    return kind
+
+
+def _interval(lo, hi, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None:
+        return f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f" {'>' if lo_open else '>='} {lo}"
+    if hi is not None:
+        return f" {'<' if hi_open else '<='} {hi}"
+    return ""
