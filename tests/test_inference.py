@@ -64,3 +64,23 @@ def test_bad_arguments(model):
         InferenceModel(model, "fp16")
     with pytest.raises(ValueError, match="compile must be True or False"):
         InferenceModel(model, compile="yes")
+
+
+def test_call_counter_counts_calls_and_rows_and_keeps_the_signature():
+    from ddpm_lib.models import CallCounter
+
+    def eps(x, t, labels=None):
+        return torch.zeros_like(x) if labels is None else torch.ones_like(x)
+
+    eps.config = "cfg"
+    counted = CallCounter(eps)
+    assert counted.config == "cfg"
+    x = torch.randn(3, 2)
+    assert torch.equal(counted(x, torch.zeros(3, dtype=torch.long)), torch.zeros(3, 2))
+    assert torch.equal(counted(torch.cat([x, x]), 0, labels=torch.zeros(6)), torch.ones(6, 2))
+    assert (counted.calls, counted.images) == (2, 9)
+    assert counted.reset().calls == 0 and counted.images == 0
+    net = torch.nn.Linear(2, 2)
+    assert list(CallCounter(net).parameters()) == list(net.parameters())
+    with pytest.raises(ValueError, match="model must be callable"):
+        CallCounter(3)

@@ -14,11 +14,12 @@ The network runs in ``precision`` (bf16 or fp16 autocast) while the sampler's st
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-__all__ = ["INFERENCE_PRECISIONS", "InferenceModel"]
+__all__ = ["INFERENCE_PRECISIONS", "CallCounter", "InferenceModel"]
 
 INFERENCE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -81,3 +82,39 @@ class InferenceModel(nn.Module):
         with ctx:
             out = self._call(x_t, t) if labels is None else self._call(x_t, t, labels)
         return out.float()
+
+
+class CallCounter(nn.Module):
+    """``model`` behind its own call signature, counting what it is asked: ``calls``, the batched
+    forward passes (one call = one network function evaluation, NFE, whatever the batch), and
+    ``images``, the rows evaluated (a classifier-free guided step evaluates ``2n`` in one call).
+    ``config`` and ``parameters()`` are the model's, so it drops in wherever the model goes::
+
+        counted = CallCounter(model)
+        x = sample.probability_flow(counted, diffusion, n=64)
+        print(counted.calls)   # the solver's NFE
+
+    ``reset()`` sets both counts to 0 and returns the counter."""
+
+    def __init__(self, model: nn.Module | Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        if not callable(model):
+            raise ValueError(
+                f"model must be callable as model(x_t, t[, labels]), got {model!r:.60}"
+            )
+        if isinstance(model, nn.Module):
+            self.model = model
+        else:  # a plain function: kept out of the module tree
+            object.__setattr__(self, "model", model)
+        self.config = getattr(model, "config", None)
+        self.calls = 0
+        self.images = 0
+
+    def reset(self) -> CallCounter:
+        self.calls = self.images = 0
+        return self
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        self.calls += 1
+        self.images += x.shape[0]
+        return self.model(x, *args, **kwargs)
