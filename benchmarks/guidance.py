@@ -184,21 +184,21 @@ ROWS: dict[str, Callable] = {
 
 def run_row(name: str, s: Setup) -> dict:
     record: list[float] = []
-    original = s.d._predict_x0_from_eps
+    original = s.d.predict_x0_from_eps
 
     def recording(x, t, eps):  # instrumentation: how far x̂_0 leaves [-1, 1] at each step
         x0 = original(x, t, eps)
         record.append(float((x0.abs() > 1).double().mean()))
         return x0
 
-    s.d._predict_x0_from_eps = recording
+    s.d.predict_x0_from_eps = recording
     for net in (s.unet, s.cfg, s.clf):
         net.calls = net.images = 0
     load_before, start = load_average(), time.perf_counter()
     try:
         x, want, info = ROWS[name](s)
     finally:
-        del s.d._predict_x0_from_eps
+        del s.d.predict_x0_from_eps
     wall = time.perf_counter() - start
     fid = mnist_fid(x, classifier=s.evaluator)
     pred = predict(s.evaluator, x)

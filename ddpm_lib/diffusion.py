@@ -6,10 +6,11 @@ Images are ``[B, C, H, W]`` (any ``[B, ...]`` works); a time argument ``t`` is a
 whole batch at one step, as in Algorithm 2) or a ``LongTensor`` of shape ``[B]`` (one step per
 example, as in Algorithm 1). Coefficients are gathered in float64 and cast to the data's dtype.
 
-Each public method checks its arguments once and then calls a private twin (same name with a
-leading underscore: ``_q_sample``, ``_mu_tilde_from_x0``, ...) that is the equation alone; the
-samplers and the objectives (:mod:`ddpm_lib.bound`: ``loss_simple``, ``vlb_terms``, ``prior_bpd``,
-which build on this class) call those twins inside their loops, after checking at their own entry.
+Every method is one equation: it checks its arguments cheaply (dtypes, shapes and int compares; a
+tensor ``t`` is range-checked only where reading it back costs no GPU sync, see
+:func:`ddpm_lib._validate.check_t`) and applies the formula. The samplers (:mod:`ddpm_lib.sample`)
+and the objectives (:mod:`ddpm_lib.bound`) call these same methods, so every formula of the process
+is written once; :meth:`Diffusion.coef` and :func:`randn_like` are the plumbing they share.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ._validate import (
     check_same_shape,
     check_t,
     check_tensor,
+    check_time,
 )
 from .schedule import check_betas
 
@@ -44,8 +46,15 @@ class Gaussian(NamedTuple):
     variance: torch.Tensor
 
 
-def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device)."""
+def randn_like(
+    x: torch.Tensor,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device), or the
+    given (already checked) ``noise`` in ``x``'s dtype and device: the one place a draw happens."""
+    if noise is not None:
+        return noise.to(x)
     if generator is None:
         return torch.randn_like(x)
     noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
@@ -105,8 +114,10 @@ class Diffusion:
             f"beta_T={float(self.betas[-1]):.3g}, alpha_bar_T={float(self.alpha_bars[-1]):.4g})"
         )
 
-    def _coef(self, values: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``values[t]`` in ``x``'s dtype/device, shaped ``[B, 1, ..., 1]`` to broadcast over ``x``."""
+    def coef(self, values: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``values[t]`` in ``x``'s dtype/device, shaped ``[B, 1, ..., 1]`` to broadcast over ``x``:
+        a schedule tensor ``values`` ``[T + 1]`` (e.g. ``alpha_bars``) gathered at an int ``t`` or a
+        LongTensor ``t`` ``[B]`` (already checked; this is the gather every formula uses)."""
         if isinstance(t, int):
             return values[t].to(device=x.device, dtype=x.dtype)
         c = values[t.to(values.device)].to(device=x.device, dtype=x.dtype)
@@ -115,13 +126,13 @@ class Diffusion:
     def _check(self, t: int | torch.Tensor, lo: int = 1, **tensors: torch.Tensor):
         """The checks of a public entry: every tensor floating point with a batch dimension and the
         first one's shape (a None, e.g. an omitted ``noise``, is skipped), ``t`` in ``[lo, T]`` with
-        one entry for the batch or one per example. Returns ``t`` as an int or a LongTensor; the
-        formulas behind it check nothing again."""
+        one entry for the batch or one per example (its range read back only where that costs no
+        GPU sync). Returns ``t`` as an int or a LongTensor."""
         (first_name, first), *rest = ((k, v) for k, v in tensors.items() if v is not None)
         check_tensor(first_name, first)
         for name, x in rest:
             check_same_shape(first_name, first, name, check_tensor(name, x))
-        t = check_t(t, lo, self.T)
+        t = check_t(t, lo, self.T, sync=False)
         check_batch(t, first)
         return t
 
@@ -151,20 +162,18 @@ class Diffusion:
         Returns: :math:`x_t`, shaped like ``x_prev``.
         """
         t = self._check(t, x_prev=x_prev, noise=noise)
-        noise = self._draw(x_prev, noise, generator)
+        noise = randn_like(x_prev, generator, noise)
         return (
-            self._coef(self.alphas, t, x_prev).sqrt() * x_prev
-            + self._coef(self.betas, t, x_prev).sqrt() * noise
+            self.coef(self.alphas, t, x_prev).sqrt() * x_prev
+            + self.coef(self.betas, t, x_prev).sqrt() * noise
         )
 
     def q_mean_variance(self, x0: torch.Tensor, t: int | torch.Tensor) -> Gaussian:
         r""":math:`q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big)`
         (Ho et al. 2020, Eq. 4), ``t`` in ``[0, T]``. Returns ``Gaussian(mean [B, ...], variance)``."""
-        return self._q_mean_variance(x0, self._check(t, lo=0, x0=x0))
-
-    def _q_mean_variance(self, x0, t):
-        mean = self._coef(self.alpha_bars, t, x0).sqrt() * x0
-        return Gaussian(mean, self._coef(1.0 - self.alpha_bars, t, x0))
+        t = self._check(t, lo=0, x0=x0)
+        mean = self.coef(self.alpha_bars, t, x0).sqrt() * x0
+        return Gaussian(mean, self.coef(1.0 - self.alpha_bars, t, x0))
 
     def q_sample(
         self,
@@ -185,16 +194,9 @@ class Diffusion:
         Returns: :math:`x_t`, shaped like ``x0``.
         """
         t = self._check(t, lo=0, x0=x0, noise=noise)
-        return self._q_sample(x0, t, self._draw(x0, noise, generator))
-
-    def _q_sample(self, x0, t, noise):
-        mean, variance = self._q_mean_variance(x0, t)
-        return mean + variance.sqrt() * noise
-
-    @staticmethod
-    def _draw(x, noise, generator):
-        """An (already checked) ``noise`` in ``x``'s dtype and device, or a fresh draw like ``x``."""
-        return randn_like(x, generator) if noise is None else noise.to(x)
+        noise = randn_like(x0, generator, noise)
+        mean = self.coef(self.alpha_bars, t, x0).sqrt() * x0
+        return mean + self.coef(1.0 - self.alpha_bars, t, x0).sqrt() * noise
 
     # ------------------------------------------------------------------------- the posterior
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor) -> Gaussian:
@@ -209,19 +211,15 @@ class Diffusion:
         Args: ``x0`` and ``x_t`` of the same shape ``[B, ...]``.
         Returns: ``Gaussian(mean [B, ...], variance broadcastable)``.
         """
-        return self._q_posterior(x0, x_t, self._check(t, x0=x0, x_t=x_t))
-
-    def _q_posterior(self, x0, x_t, t):
-        return Gaussian(self._mu_tilde_from_x0(x0, x_t, t), self._coef(self.beta_tildes, t, x_t))
+        t = self._check(t, x0=x0, x_t=x_t)
+        return Gaussian(self.mu_tilde_from_x0(x0, x_t, t), self.coef(self.beta_tildes, t, x_t))
 
     def mu_tilde_from_x0(self, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor):
         r"""The x₀-form of the posterior mean :math:`\tilde\mu_t(x_t, x_0)` (Ho et al. 2020, Eq. 7).
         Shapes as :meth:`q_posterior`; returns ``[B, ...]``."""
-        return self._mu_tilde_from_x0(x0, x_t, self._check(t, x0=x0, x_t=x_t))
-
-    def _mu_tilde_from_x0(self, x0, x_t, t):
-        coef_x0 = self._coef(self.posterior_coef_x0, t, x_t)
-        return coef_x0 * x0 + self._coef(self.posterior_coef_xt, t, x_t) * x_t
+        t = self._check(t, x0=x0, x_t=x_t)
+        coef_x0 = self.coef(self.posterior_coef_x0, t, x_t)
+        return coef_x0 * x0 + self.coef(self.posterior_coef_xt, t, x_t) * x_t
 
     def mu_tilde_from_eps(self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor):
         r"""The ε-form of the posterior mean (Ho et al. 2020, Eq. 10), obtained by substituting
@@ -231,30 +229,24 @@ class Diffusion:
             \,\epsilon\Big)
 
         Args: ``x_t``, ``eps`` ``[B, ...]``, ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
-        return self._mu_tilde_from_eps(x_t, self._check(t, x_t=x_t, eps=eps), eps)
-
-    def _mu_tilde_from_eps(self, x_t, t, eps):
-        coef = self._coef(self.betas / (1.0 - self.alpha_bars).sqrt(), t, x_t)
-        return (x_t - coef * eps) / self._coef(self.alphas, t, x_t).sqrt()
+        t = self._check(t, x_t=x_t, eps=eps)
+        coef = self.coef(self.betas / (1.0 - self.alpha_bars).sqrt(), t, x_t)
+        return (x_t - coef * eps) / self.coef(self.alphas, t, x_t).sqrt()
 
     # ---------------------------------------------------------------- three parametrisations
     def predict_x0_from_eps(self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor):
         r""":math:`\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}`, Eq. 4 solved
         for :math:`x_0`. ``x_t``, ``eps`` ``[B, ...]``; ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
-        return self._predict_x0_from_eps(x_t, self._check(t, x_t=x_t, eps=eps), eps)
-
-    def _predict_x0_from_eps(self, x_t, t, eps):
-        sqrt_1m = self._coef(1.0 - self.alpha_bars, t, x_t).sqrt()
-        return (x_t - sqrt_1m * eps) / self._coef(self.alpha_bars, t, x_t).sqrt()
+        t = self._check(t, x_t=x_t, eps=eps)
+        sqrt_1m = self.coef(1.0 - self.alpha_bars, t, x_t).sqrt()
+        return (x_t - sqrt_1m * eps) / self.coef(self.alpha_bars, t, x_t).sqrt()
 
     def eps_from_x0(self, x_t: torch.Tensor, t: int | torch.Tensor, x0: torch.Tensor):
         r""":math:`\epsilon = (x_t - \sqrt{\bar\alpha_t}\,x_0)/\sqrt{1-\bar\alpha_t}`, Eq. 4 solved for
         :math:`\epsilon`. ``x_t``, ``x0`` ``[B, ...]``; ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
-        return self._eps_from_x0(x_t, self._check(t, x_t=x_t, x0=x0), x0)
-
-    def _eps_from_x0(self, x_t, t, x0):
-        sqrt_ab = self._coef(self.alpha_bars, t, x_t).sqrt()
-        return (x_t - sqrt_ab * x0) / self._coef(1.0 - self.alpha_bars, t, x_t).sqrt()
+        t = self._check(t, x_t=x_t, x0=x0)
+        sqrt_ab = self.coef(self.alpha_bars, t, x_t).sqrt()
+        return (x_t - sqrt_ab * x0) / self.coef(1.0 - self.alpha_bars, t, x_t).sqrt()
 
     def score_from_eps(self, eps: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         r"""Score from noise: :math:`-\epsilon/\sqrt{1-\bar\alpha_t}`. For the true noise this is exactly
@@ -262,19 +254,19 @@ class Diffusion:
         marginal score :math:`\nabla_{x_t}\log q(x_t)` (Vincent 2011; Song et al. 2021).
         ``eps`` ``[B, ...]``, ``t`` in ``[1, T]``."""
         t = self._check(t, eps=eps)
-        return -eps / self._coef(1.0 - self.alpha_bars, t, eps).sqrt()
+        return -eps / self.coef(1.0 - self.alpha_bars, t, eps).sqrt()
 
     def eps_from_score(self, score: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         r"""Inverse of :meth:`score_from_eps`: :math:`\epsilon = -\sqrt{1-\bar\alpha_t}\;\nabla\log q(x_t)`."""
         t = self._check(t, score=score)
-        return -self._coef(1.0 - self.alpha_bars, t, score).sqrt() * score
+        return -self.coef(1.0 - self.alpha_bars, t, score).sqrt() * score
 
     def predict_x0_from_score(self, x_t: torch.Tensor, t: int | torch.Tensor, score: torch.Tensor):
         r"""Tweedie's formula (Efron 2011): :math:`\mathbb E[x_0 \mid x_t] = \big(x_t +
         (1-\bar\alpha_t)\,\nabla\log q(x_t)\big)/\sqrt{\bar\alpha_t}`. Shapes ``[B, ...]``."""
         t = self._check(t, x_t=x_t, score=score)
-        var = self._coef(1.0 - self.alpha_bars, t, x_t)
-        return (x_t + var * score) / self._coef(self.alpha_bars, t, x_t).sqrt()
+        var = self.coef(1.0 - self.alpha_bars, t, x_t)
+        return (x_t + var * score) / self.coef(self.alpha_bars, t, x_t).sqrt()
 
     # ------------------------------------------------------------------------ reverse process
     def model_variance(self, t: int | torch.Tensor, x: torch.Tensor, variance: str = "beta"):
@@ -282,21 +274,39 @@ class Diffusion:
         ``"beta"`` gives :math:`\beta_t`, ``"beta_tilde"`` gives :math:`\tilde\beta_t`; broadcastable
         to ``x``."""
         check_choice("variance", variance, VARIANCES)
-        return self._model_variance(self._check(t, x=x), x, variance)
+        t = self._check(t, x=x)
+        return self.coef(self.betas if variance == "beta" else self.beta_tildes, t, x)
 
-    def _model_variance(self, t, x, variance):
-        return self._coef(self.betas if variance == "beta" else self.beta_tildes, t, x)
+    def call_model(
+        self,
+        model: EpsModel,
+        x_t: torch.Tensor,
+        t: int | float | torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r""":math:`\epsilon_\theta(x_t, t)`: the one way the library evaluates a network at a time.
 
-    def call_model(self, model: EpsModel, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """``model(x_t, t)`` with ``t`` as a ``LongTensor [B]`` on ``x_t``'s device; checks the shape."""
-        return self._call_model(model, x_t, self._check(t, x_t=x_t))
-
-    def _call_model(self, model, x_t, t):
-        if isinstance(t, torch.Tensor):
-            t_batch = t.to(x_t.device).expand(x_t.shape[0])
+        ``t`` is a step (an int or a LongTensor ``[]``/``[B]`` in ``[1, T]``, passed on as a
+        ``LongTensor [B]``) or a continuous time (a float or a floating tensor ``[]``/``[B]`` in
+        ``[0, T]``, as :meth:`ddpm_lib.sde.VPSDE.eps` passes; passed on in ``x_t``'s dtype, and the
+        output cast to it). ``labels`` ``[B]``, if given, is the model's third argument. The output
+        must have ``x_t``'s shape ``[B, ...]`` (else a ValueError)."""
+        B = check_tensor("x_t", x_t).shape[0]
+        if isinstance(t, float) or (isinstance(t, torch.Tensor) and t.dtype.is_floating_point):
+            t = check_time(t, self.T, sync=False)
+            check_batch(t, x_t)
+            if isinstance(t, float):
+                t_batch = torch.full((B,), t, dtype=x_t.dtype, device=x_t.device)
+            else:
+                t_batch = t.to(device=x_t.device, dtype=x_t.dtype).expand(B)
         else:
-            t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-        return check_eps(model(x_t, t_batch), x_t)
+            t = self._check(t, x_t=x_t)
+            if isinstance(t, torch.Tensor):
+                t_batch = t.to(x_t.device).expand(B)
+            else:
+                t_batch = torch.full((B,), t, dtype=torch.long, device=x_t.device)
+        eps = check_eps(model(x_t, t_batch) if labels is None else model(x_t, t_batch, labels), x_t)
+        return eps if t_batch.dtype == torch.long else eps.to(x_t.dtype)
 
     def p_mean_variance_from_eps(
         self,
@@ -312,15 +322,12 @@ class Diffusion:
         :math:`\hat x_0` is clamped to [-1, 1] and :math:`\mu_\theta = \tilde\mu_t(x_t, \hat x_0)`."""
         check_choice("variance", variance, VARIANCES)
         t = self._check(t, x_t=x_t, eps=eps)
-        return self._p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
-
-    def _p_mean_variance_from_eps(self, x_t, t, eps, variance, clip_x0):
         if clip_x0:
-            x0_hat = self._predict_x0_from_eps(x_t, t, eps).clamp(-1.0, 1.0)
-            mean = self._mu_tilde_from_x0(x0_hat, x_t, t)
+            x0_hat = self.predict_x0_from_eps(x_t, t, eps).clamp(-1.0, 1.0)
+            mean = self.mu_tilde_from_x0(x0_hat, x_t, t)
         else:
-            mean = self._mu_tilde_from_eps(x_t, t, eps)
-        return Gaussian(mean, self._model_variance(t, x_t, variance))
+            mean = self.mu_tilde_from_eps(x_t, t, eps)
+        return Gaussian(mean, self.model_variance(t, x_t, variance))
 
     def p_mean_variance(
         self,
@@ -339,9 +346,8 @@ class Diffusion:
 
         Returns ``Gaussian(mean [B, ...], variance broadcastable)``."""
         check_choice("variance", variance, VARIANCES)
-        t = self._check(t, x_t=x_t)
-        eps = self._call_model(model, x_t, t)
-        return self._p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
+        eps = self.call_model(model, x_t, t)
+        return self.p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
 
     def p_sample(
         self,
@@ -361,8 +367,8 @@ class Diffusion:
         (ignored where ``t = 1``). Returns :math:`x_{t-1}` ``[B, ...]``."""
         check_choice("variance", variance, VARIANCES)
         t = self._check(t, x_t=x_t, noise=noise)
-        eps = self._call_model(model, x_t, t)
-        return self._p_sample_from_eps(x_t, t, eps, variance, noise, generator, clip_x0)
+        eps = self.call_model(model, x_t, t)
+        return self.p_sample_from_eps(x_t, t, eps, variance, noise, generator, clip_x0)
 
     def p_sample_from_eps(
         self,
@@ -379,13 +385,10 @@ class Diffusion:
         :meth:`p_sample`. Noise is drawn (from ``generator``) only where it is used."""
         check_choice("variance", variance, VARIANCES)
         t = self._check(t, x_t=x_t, eps=eps, noise=noise)
-        return self._p_sample_from_eps(x_t, t, eps, variance, noise, generator, clip_x0)
-
-    def _p_sample_from_eps(self, x_t, t, eps, variance, z, generator, clip_x0):
-        mean, var = self._p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
+        mean, var = self.p_mean_variance_from_eps(x_t, t, eps, variance, clip_x0)
         if isinstance(t, int) and t == 1:
             return mean
-        z = self._draw(mean, z, generator)
+        z = randn_like(mean, generator, noise)
         if isinstance(t, int):
             return mean + var.sqrt() * z
         nonzero = (t.to(mean.device) > 1).to(mean.dtype).reshape(-1, *([1] * (mean.dim() - 1)))
@@ -430,7 +433,7 @@ class Diffusion:
         # The root's argument is >= 0 in exact arithmetic; max() keeps rounding from flipping it.
         x = ab_s**0.5 * x0 + max(1.0 - ab_s - sigma**2, 0.0) ** 0.5 * eps
         if sigma > 0:
-            x = x + sigma * self._draw(x, noise, generator)
+            x = x + sigma * randn_like(x, generator, noise)
         return x
 
     # ------------------------------------------------------- schedule facts the chapters use

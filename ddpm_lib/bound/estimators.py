@@ -23,17 +23,9 @@ from typing import NamedTuple
 import torch
 
 from .._validate import check_choice, check_tensor
-from ..diffusion import Diffusion, EpsModel
-from ..losses import discretized_gaussian_log_likelihood
-from .vlb import (
-    _LN2,
-    _check_decoder,
-    _mean_flat,
-    _prior_bpd,
-    _sigma2s,
-    _step_terms,
-    reverse_variances,
-)
+from ..diffusion import Diffusion, EpsModel, randn_like
+from ..losses import discretized_gaussian_log_likelihood, mean_flat
+from .vlb import check_decoder, prior_bpd, reverse_variances, step_terms
 
 __all__ = [
     "EpsWeights",
@@ -48,6 +40,7 @@ __all__ = [
 ]
 
 _Z95 = 1.959963984540054  # the 97.5 % quantile of N(0, 1)
+_LN2 = math.log(2.0)  # nats -> bits
 #: How :func:`vlb_estimate` spreads its draws of ``t`` over ``2..T``.
 STRATA = ("log", "even", "none")
 
@@ -200,8 +193,8 @@ def vlb_estimates(
     check_choice("strata", strata, STRATA)
     if isinstance(variances, str | torch.Tensor) or len(variances) == 0:
         raise ValueError(f"variances must be a non-empty list or tuple, got {variances!r}")
-    sigma2s = [_sigma2s(diffusion, v, x0) for v in variances]
-    _check_decoder(decoder, x0)
+    sigma2s = [reverse_variances(diffusion, v).to(x0.device) for v in variances]
+    check_decoder(decoder, x0)
     if noise is not None and tuple(check_tensor("noise", noise).shape) != (n_t + 1, *x0.shape):
         raise ValueError(f"noise must have shape {[n_t + 1, *x0.shape]}, got {list(noise.shape)}")
     lo, hi, weight = _strata(T, n_t, strata)
@@ -214,14 +207,14 @@ def vlb_estimates(
         for start in range(0, n, batch_size):
             x = x0[start : start + batch_size]
             zs = None if noise is None else noise[:, start : start + batch_size]
-            prior = _prior_bpd(diffusion, x.double())
-            z = diffusion._draw(x, None if zs is None else zs[0], generator)
-            l0 = _step_terms(diffusion, model, x, 1, z, sigma2s, decoder, False)[0] / _LN2
+            prior = prior_bpd(diffusion, x.double())
+            z = randn_like(x, generator, None if zs is None else zs[0])
+            l0 = step_terms(diffusion, model, x, 1, z, sigma2s, decoder, False)[0] / _LN2
             middle = torch.zeros_like(l0)  # [V, b]
             for k in range(n_t):
                 u = ts[k][start : start + batch_size].to(x.device)
-                z = diffusion._draw(x, None if zs is None else zs[k + 1], generator)
-                terms = _step_terms(diffusion, model, x, u, z, sigma2s, decoder, False)[0]
+                z = randn_like(x, generator, None if zs is None else zs[k + 1])
+                terms = step_terms(diffusion, model, x, u, z, sigma2s, decoder, False)[0]
                 middle += float(weight[k]) * terms / _LN2
             values.append((prior + l0 + middle).cpu())
             priors.append(prior.cpu())
@@ -266,8 +259,8 @@ def vlb_direct(
     """
     x0 = check_tensor("x0", x0)
     T = diffusion.T
-    sigma2s = _sigma2s(diffusion, variance, x0)
-    _check_decoder(decoder, x0)
+    sigma2s = reverse_variances(diffusion, variance).to(x0.device)
+    check_decoder(decoder, x0)
     if noise is not None and tuple(check_tensor("noise", noise).shape) != (T, *x0.shape):
         raise ValueError(f"noise must have shape {[T, *x0.shape]}, got {list(noise.shape)}")
 
@@ -280,24 +273,24 @@ def vlb_direct(
     x_prev = x0d
     with torch.no_grad():
         for t in range(1, T + 1):
-            eps_t = diffusion._draw(x0d, None if noise is None else noise[t - 1], generator)
-            beta = diffusion._coef(diffusion.betas, t, x0d)
-            step_mean = diffusion._coef(diffusion.alphas, t, x0d).sqrt() * x_prev
+            eps_t = randn_like(x0d, generator, None if noise is None else noise[t - 1])
+            beta = diffusion.coef(diffusion.betas, t, x0d)
+            step_mean = diffusion.coef(diffusion.alphas, t, x0d).sqrt() * x_prev
             x_t = step_mean + beta.sqrt() * eps_t
             log_q = log_normal(x_t, step_mean, beta)
-            eps = diffusion._call_model(model, x_t.to(x0.dtype), t).double()
-            mean = diffusion._mu_tilde_from_eps(x_t, t, eps)
-            var = diffusion._coef(sigma2s, t, x0d)
+            eps = diffusion.call_model(model, x_t.to(x0.dtype), t).double()
+            mean = diffusion.mu_tilde_from_eps(x_t, t, eps)
+            var = diffusion.coef(sigma2s, t, x0d)
             if t > 1:
                 log_p = log_normal(x_prev, mean, var)
             elif decoder == "gaussian":
                 log_p = log_normal(x0d, mean, var)
             else:
                 log_p = discretized_gaussian_log_likelihood(x0d, mean, 0.5 * torch.log(var))
-            log_ratio += _mean_flat(log_q) - _mean_flat(log_p.expand_as(x0d))
+            log_ratio += mean_flat(log_q) - mean_flat(log_p.expand_as(x0d))
             x_prev = x_t
         one = torch.ones((), dtype=torch.float64, device=x0.device)
-        log_ratio -= _mean_flat(log_normal(x_prev, torch.zeros_like(one), one))
+        log_ratio -= mean_flat(log_normal(x_prev, torch.zeros_like(one), one))
     return log_ratio / _LN2
 
 
@@ -345,11 +338,11 @@ def loss_by_t_bucket(
     with torch.no_grad():
         for lo, hi in zip(t_lo.tolist(), t_hi.tolist(), strict=True):
             t = torch.randint(lo, hi + 1, (B,), generator=generator, device=gen_device)
-            z = diffusion._draw(x0, None, generator)
-            x_t = diffusion._q_sample(x0, t.to(x0.device), z)
-            eps = diffusion._call_model(model, x_t, t.to(x0.device))
+            z = randn_like(x0, generator)
+            x_t = diffusion.q_sample(x0, t.to(x0.device), z)
+            eps = diffusion.call_model(model, x_t, t.to(x0.device))
             ts.append(t.cpu())
-            per_example.append(_mean_flat((z - eps.to(z.dtype)) ** 2).double().cpu())
+            per_example.append(mean_flat((z - eps.to(z.dtype)) ** 2).double().cpu())
     errors = torch.stack(per_example)
     stderr = errors.std(dim=1, unbiased=True) / math.sqrt(B)
     return TBucketLoss(t_lo, t_hi, errors.mean(dim=1), stderr, torch.stack(ts), errors)

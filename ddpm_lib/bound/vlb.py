@@ -19,10 +19,19 @@ from typing import NamedTuple
 import torch
 
 from .._validate import check_choice, check_steps, check_tensor
-from ..diffusion import VARIANCES, Diffusion, EpsModel
-from ..losses import discretized_gaussian_log_likelihood, normal_kl
+from ..diffusion import VARIANCES, Diffusion, EpsModel, randn_like
+from ..losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
 
-__all__ = ["VLBTerms", "DECODERS", "loss_simple", "reverse_variances", "vlb_terms", "prior_bpd"]
+__all__ = [
+    "VLBTerms",
+    "DECODERS",
+    "loss_simple",
+    "reverse_variances",
+    "step_terms",
+    "check_decoder",
+    "vlb_terms",
+    "prior_bpd",
+]
 
 #: The decoder :math:`p_\theta(x_0 \mid x_1)` of :math:`L_0`: Ho et al.'s discretised Gaussian
 #: (Eq. 13, 8-bit data) or the Gaussian density (continuous data).
@@ -47,10 +56,6 @@ class VLBTerms(NamedTuple):
     total: torch.Tensor
     steps: torch.Tensor
     eps_mse: torch.Tensor
-
-
-def _mean_flat(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
 def loss_simple(
@@ -84,10 +89,10 @@ def loss_simple(
             1, diffusion.T + 1, (x0.shape[0],), generator=generator, device=gen_device
         )
         t = t.to(x0.device)
-    t = diffusion._check(t, x0=x0, noise=noise)
-    noise = diffusion._draw(x0, noise, generator)
-    eps = diffusion._call_model(model, diffusion._q_sample(x0, t, noise), t)
-    per_example = _mean_flat((noise - eps) ** 2)
+    if noise is None:  # drawn here, not in q_sample: the loss needs it
+        noise = randn_like(x0, generator)
+    eps = diffusion.call_model(model, diffusion.q_sample(x0, t, noise), t)
+    per_example = mean_flat((noise.to(x0) - eps) ** 2)
     return per_example.mean() if reduction == "mean" else per_example
 
 
@@ -133,36 +138,37 @@ def reverse_variances(diffusion: Diffusion, variance: str | torch.Tensor = "beta
     return out
 
 
-def _sigma2s(diffusion: Diffusion, variance, x: torch.Tensor) -> torch.Tensor:
-    """:func:`reverse_variances` on ``x``'s device (float64, gathered by ``Diffusion._coef``)."""
-    return reverse_variances(diffusion, variance).to(x.device)
-
-
-def _step_term(diffusion, model, x0, t, z, sigma2s, decoder, clip_x0):
-    r"""One term of the bound for the batch, **nats per dimension**, float64 ``[B]``, and the
-    ε-error :math:`\|\bar\epsilon_t - \epsilon_\theta(x_t, t)\|^2/\text{dims}` ``[B]``.
-    :func:`_step_terms` with one variance."""
-    terms, eps_mse = _step_terms(diffusion, model, x0, t, z, [sigma2s], decoder, clip_x0)
-    return terms[0], eps_mse
-
-
-def _step_terms(diffusion, model, x0, t, z, sigma2s_list, decoder, clip_x0):
-    r"""The term of step ``t`` for each reverse variance of ``sigma2s_list`` from **one** model
-    call, nats per dimension, float64 ``[V, B]``, and the ε-error ``[B]``. ``t`` is an int in
-    ``[1, T]`` or a LongTensor ``[B]`` with every entry in ``[2, T]``; ``z`` is
-    :math:`\bar\epsilon_t`. The model sees :math:`x_t` in ``x0``'s dtype; everything after it
-    runs in float64, where the small KLs of large ``t`` do not drown in rounding (the two means
-    agree to 1e-6 there)."""
-    eps = diffusion._call_model(model, diffusion._q_sample(x0, t, z), t).double()
+def step_terms(
+    diffusion: Diffusion,
+    model: EpsModel,
+    x0: torch.Tensor,
+    t: int | torch.Tensor,
+    z: torch.Tensor,
+    sigma2s_list: Sequence[torch.Tensor],
+    decoder: str = "discretized",
+    clip_x0: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The bound's term of step ``t`` (:math:`L_0` at ``t = 1``, :math:`L_{t-1}` above; see
+    :func:`vlb_terms`) for each reverse variance of ``sigma2s_list`` (tensors ``[T + 1]`` of
+    :func:`reverse_variances`, on ``x0``'s device) from **one** model call at
+    :math:`x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,z`, nats per dimension,
+    float64 ``[V, B]``, and the ε-error :math:`\|z - \epsilon_\theta(x_t, t)\|^2/\text{dims}`
+    ``[B]``. ``t`` is an int in ``[1, T]`` or a LongTensor ``[B]`` with every entry in
+    ``[2, T]``; ``z`` (:math:`\bar\epsilon_t`) is shaped like ``x0`` ``[B, ...]``. The model sees
+    :math:`x_t` in ``x0``'s dtype; everything after it runs in float64, where the small KLs of
+    large ``t`` do not drown in rounding (the two means agree to 1e-6 there). The building block
+    of :func:`vlb_terms` and :func:`ddpm_lib.bound.vlb_estimates`; checks only what the diffusion's
+    methods check."""
+    eps = diffusion.call_model(model, diffusion.q_sample(x0, t, z), t).double()
     x0, z = x0.double(), z.double()
-    x_t = diffusion._q_sample(x0, t, z)
-    eps_mse = _mean_flat((z - eps) ** 2)
-    mean = diffusion._p_mean_variance_from_eps(x_t, t, eps, "beta", clip_x0).mean
+    x_t = diffusion.q_sample(x0, t, z)
+    eps_mse = mean_flat((z - eps) ** 2)
+    mean = diffusion.p_mean_variance_from_eps(x_t, t, eps, "beta", clip_x0).mean
     if not (isinstance(t, int) and t == 1):
-        true_mean, true_var = diffusion._q_posterior(x0, x_t, t)
+        true_mean, true_var = diffusion.q_posterior(x0, x_t, t)
     terms = []
     for sigma2s in sigma2s_list:
-        var = diffusion._coef(sigma2s, t, x0)
+        var = diffusion.coef(sigma2s, t, x0)
         if isinstance(t, int) and t == 1 and decoder == "discretized":
             log_scale = 0.5 * torch.log(var).expand_as(x0)
             per_dim = -discretized_gaussian_log_likelihood(x0, mean, log_scale)
@@ -170,11 +176,13 @@ def _step_terms(diffusion, model, x0, t, z, sigma2s_list, decoder, clip_x0):
             per_dim = 0.5 * torch.log(2 * math.pi * var) + (x0 - mean) ** 2 / (2 * var)
         else:
             per_dim = normal_kl(true_mean, torch.log(true_var), mean, torch.log(var))
-        terms.append(_mean_flat(per_dim.expand_as(x0)))
+        terms.append(mean_flat(per_dim.expand_as(x0)))
     return torch.stack(terms), eps_mse
 
 
-def _check_decoder(decoder: str, x0: torch.Tensor) -> None:
+def check_decoder(decoder: str, x0: torch.Tensor) -> None:
+    """A ValueError unless ``decoder`` is one of :data:`DECODERS` and, for ``"discretized"``, every
+    value of ``x0`` lies in [-1, 1] (the 8-bit grid the decoder integrates over)."""
     check_choice("decoder", decoder, DECODERS)
     if decoder == "discretized" and x0.numel():
         lo, hi = float(x0.min()), float(x0.max())
@@ -226,8 +234,8 @@ def vlb_terms(
     x0 = check_tensor("x0", x0)
     T, B = diffusion.T, x0.shape[0]
     steps = tuple(range(1, T + 1)) if ts is None else check_steps(ts, 1, T)
-    sigma2s = _sigma2s(diffusion, variance, x0)
-    _check_decoder(decoder, x0)
+    sigma2s = reverse_variances(diffusion, variance).to(x0.device)
+    check_decoder(decoder, x0)
     if noise is not None:
         noise = check_tensor("noise", noise)
         if tuple(noise.shape) != (len(steps), *x0.shape):
@@ -239,10 +247,10 @@ def vlb_terms(
     eps_mse = torch.zeros_like(terms)
     with torch.no_grad():
         for k, t in enumerate(steps):
-            z = diffusion._draw(x0, None if noise is None else noise[k], generator)
-            term, mse = _step_term(diffusion, model, x0, t, z, sigma2s, decoder, clip_x0)
-            terms[:, k], eps_mse[:, k] = term / _LN2, mse
-        prior = _prior_bpd(diffusion, x0.double())
+            z = randn_like(x0, generator, None if noise is None else noise[k])
+            term, mse = step_terms(diffusion, model, x0, t, z, [sigma2s], decoder, clip_x0)
+            terms[:, k], eps_mse[:, k] = term[0] / _LN2, mse
+        prior = prior_bpd(diffusion, x0.double())
     total = prior + terms.sum(dim=1) if len(steps) == T else torch.full_like(prior, math.nan)
     return VLBTerms(prior, terms, total, torch.tensor(steps, dtype=torch.long), eps_mse)
 
@@ -251,10 +259,6 @@ def prior_bpd(diffusion: Diffusion, x0: torch.Tensor) -> torch.Tensor:
     r""":math:`L_T = \mathrm{KL}(q(x_T\mid x_0)\,\|\,\mathcal N(0, I))` per example, bits/dim ``[B]``.
 
     Has no parameters to learn: it measures how far :math:`x_T` is from pure noise."""
-    return _prior_bpd(diffusion, check_tensor("x0", x0))
-
-
-def _prior_bpd(diffusion, x0):
-    mean, var = diffusion._q_mean_variance(x0, diffusion.T)
+    mean, var = diffusion.q_mean_variance(x0, diffusion.T)
     kl = normal_kl(mean, torch.log(var), 0.0, 0.0)
-    return _mean_flat(kl.expand_as(x0)) / _LN2
+    return mean_flat(kl.expand_as(x0)) / _LN2

@@ -132,15 +132,15 @@ def ancestral(
         eps = _eps(guide, diffusion, x, t)
         if threshold != "none":
             x0_hat = threshold_x0(
-                diffusion._predict_x0_from_eps(x, t, eps), threshold, dynamic_percentile
+                diffusion.predict_x0_from_eps(x, t, eps), threshold, dynamic_percentile
             )
-            eps = diffusion._eps_from_x0(x, t, x0_hat)
+            eps = diffusion.eps_from_x0(x, t, x0_hat)
         if return_trajectory and t in keep_set:
             kept_t.append(t)
             kept_x.append(x.cpu())
-            kept_x0.append(diffusion._predict_x0_from_eps(x, t, eps).clamp(-1, 1).cpu())
+            kept_x0.append(diffusion.predict_x0_from_eps(x, t, eps).clamp(-1, 1).cpu())
         z = None if noise is None else noise[t - 1]
-        x = diffusion._p_sample_from_eps(x, t, eps, variance, z, generator, False)
+        x = diffusion.p_sample_from_eps(x, t, eps, variance, z, generator, False)
     samples = x.clamp(-1.0, 1.0) if clip_samples else x
     if not return_trajectory:
         return samples
@@ -201,10 +201,10 @@ def ddim(
     pairs = list(zip(tau.flip(0).tolist(), [*tau.flip(0).tolist()[1:], 0], strict=True))
     for t, s in _progress(pairs, progress, f"DDIM ({steps} steps)"):
         eps = _eps(guide, diffusion, x, t)
-        x0_hat = diffusion._predict_x0_from_eps(x, t, eps)
+        x0_hat = diffusion.predict_x0_from_eps(x, t, eps)
         if threshold != "none":
             x0_hat = threshold_x0(x0_hat, threshold, dynamic_percentile)
-            eps = diffusion._eps_from_x0(x, t, x0_hat)
+            eps = diffusion.eps_from_x0(x, t, x0_hat)
         ab_t, ab_s = float(ab[t]), float(ab[s])
         sigma = float(eta) * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)) ** 0.5
         # The root's argument is >= 0 in exact arithmetic; max() keeps rounding from flipping it.

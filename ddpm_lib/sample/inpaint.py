@@ -46,11 +46,11 @@ def _prediction(guide, diffusion, x, t, t_batch, m, known, w):
     sigma = float(1 - diffusion.alpha_bars[t]) ** 0.5
     if w == 0.0:
         eps = guide(x, t_batch, sigma)
-        return eps, diffusion._predict_x0_from_eps(x, t, eps)
+        return eps, diffusion.predict_x0_from_eps(x, t, eps)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         eps = guide(xg, t_batch, sigma)
-        x0_hat = diffusion._predict_x0_from_eps(xg, t, eps)
+        x0_hat = diffusion.predict_x0_from_eps(xg, t, eps)
         (grad,) = torch.autograd.grad((m * (x0_hat - known)).pow(2).sum(), xg)
     step = w * float(diffusion.alpha_bars[t]) ** 0.5 / 2
     return eps.detach(), x0_hat.detach() - step * (1 - m) * grad
@@ -149,7 +149,7 @@ def inpaint(
         for u in range(resample):
             eps, x0_hat = _prediction(guide, diffusion, x, t, t_batch, m, known, w)
             x0_hat = threshold_x0(x0_hat, threshold, dynamic_percentile)
-            eps = diffusion._eps_from_x0(x, t, x0_hat)
+            eps = diffusion.eps_from_x0(x, t, x0_hat)
             unknown = ab_s**0.5 * x0_hat + max(1 - ab_s - sigma**2, 0.0) ** 0.5 * eps
             if s > 0:
                 unknown = unknown + sigma * randn_like(x, generator)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
-from .._validate import check_eps, check_tensor, check_time
+from .._validate import check_tensor, check_time
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
@@ -186,12 +186,11 @@ class VPSDE:
         tau: float | torch.Tensor,
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        r""":math:`\epsilon_\theta(\mathbf x, \tau T)` with the continuous time as a float tensor
-        ``[B]`` on ``x``'s device; the output is checked and cast to ``x``'s dtype."""
+        r""":math:`\epsilon_\theta(\mathbf x, \tau T)`: :meth:`ddpm_lib.Diffusion.call_model` at the
+        continuous step :math:`t = \tau T` (a float tensor ``[B]`` in ``x``'s dtype and device); the
+        output is checked and cast to ``x``'s dtype."""
         x = check_tensor("x", x)
-        t = self.t_of(tau).to(device=x.device, dtype=x.dtype).expand(x.shape[0])
-        out = model(x, t) if labels is None else model(x, t, labels)
-        return check_eps(out, x).to(x.dtype)
+        return self.diffusion.call_model(model, x, self.t_of(tau), labels)
 
     def score_from_eps(self, eps: torch.Tensor, tau: float | torch.Tensor) -> torch.Tensor:
         r""":math:`\nabla\log q_\tau(\mathbf x) \approx -\epsilon_\theta/\sqrt{1-\bar\alpha(\tau)}`
