@@ -12,7 +12,7 @@ from scipy import stats
 
 from ddpm_lib import Diffusion, sample, toy
 from ddpm_lib.schedule import cosine_betas, linear_betas
-from ddpm_lib.sde import VPSDE, continuous_alpha_bar, encode, log_likelihood
+from ddpm_lib.sde import VPSDE, ContinuousSchedule, encode, log_likelihood
 
 from .mixture_helpers import ks_per_coordinate
 
@@ -43,9 +43,11 @@ def test_continuous_alpha_bar_is_exact_at_every_step(betas):
     s = VPSDE(d)
     steps = torch.arange(d.T + 1, dtype=torch.float64)
     assert torch.allclose(s.alpha_bar(steps / d.T), d.alpha_bars, rtol=1e-12, atol=0)
-    assert torch.allclose(continuous_alpha_bar(d.alpha_bars, steps), d.alpha_bars, rtol=1e-12)
+    assert torch.allclose(
+        ContinuousSchedule(d.alpha_bars).alpha_bar(steps), d.alpha_bars, rtol=1e-12
+    )
     # between two steps it lies strictly between their values (a monotone interpolation)
-    mid = continuous_alpha_bar(d.alpha_bars, steps[:-1] + 0.5)
+    mid = ContinuousSchedule(d.alpha_bars).alpha_bar(steps[:-1] + 0.5)
     assert bool((mid < d.alpha_bars[:-1]).all() and (mid > d.alpha_bars[1:]).all())
 
 
@@ -98,7 +100,9 @@ def test_mixture_eps_at_continuous_times_uses_the_same_alpha_bar(d):
     m = g.eps_model(d)
     x = g.sample(5, torch.Generator().manual_seed(1))
     assert torch.allclose(m(x, 300.0), m(x, 300), rtol=0, atol=1e-15)
-    ab = float(continuous_alpha_bar(d.alpha_bars, torch.tensor(300.25, dtype=torch.float64)))
+    ab = float(
+        ContinuousSchedule(d.alpha_bars).alpha_bar(torch.tensor(300.25, dtype=torch.float64))
+    )
     want = -math.sqrt(1 - ab) * g.noised(ab).score(x)
     assert torch.allclose(m(x, torch.full((5,), 300.25, dtype=torch.float64)), want, atol=1e-12)
     with pytest.raises(ValueError, match="t"):

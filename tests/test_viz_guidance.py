@@ -15,7 +15,7 @@ from ddpm_lib import metrics, sample, toy  # noqa: E402
 from ddpm_lib.viz import guidance as V  # noqa: E402
 from ddpm_lib.viz import tilted as T  # noqa: E402
 from ddpm_lib.viz import to_display  # noqa: E402
-from ddpm_lib.viz.score import _grid_points  # noqa: E402
+from ddpm_lib.viz.common import grid_points  # noqa: E402
 
 from .conftest import image_of, shown  # noqa: E402
 
@@ -154,7 +154,7 @@ def test_tilted_density_is_exact(tilted):
     assert tilted.gammas.tolist() == [0.0, 1.0, 3.0] and tilted.label == 3
     assert tilted.density.shape == (3, 61, 61)
     assert torch.allclose(tilted.density.sum((1, 2)) * cell, torch.ones(3, dtype=torch.float64))
-    pts = _grid_points(c)
+    pts = grid_points(c)
     p = g.log_prob(pts).exp().reshape(61, 61)
     post = g.class_log_prob(pts, 1.0)[:, 3].exp().reshape(61, 61)
     assert torch.allclose(tilted.density[0], p / (p.sum() * cell), rtol=1e-10)

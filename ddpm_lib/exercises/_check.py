@@ -124,6 +124,11 @@ def register(name: str, hint_text: str, solution_text: str) -> Exercise:
     return exercise
 
 
+def registered(name: str) -> bool:
+    """Whether :func:`register` has given ``name`` a hint and a solution."""
+    return name in _EXERCISES
+
+
 def _lookup(name: str | None) -> Exercise:
     if name is None:
         if not _LAST:

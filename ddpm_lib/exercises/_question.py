@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from ._check import _EXERCISES, CheckResult, as_number, failed, passed, register
+from ._check import CheckResult, as_number, failed, passed, register, registered
 
 __all__ = ["Bounds", "Tolerance", "VARIANCE", "Wrong", "check_number"]
 
@@ -82,7 +82,7 @@ def check_number(
     """
     if hint is not None or solution is not None:
         register(name, hint or "", solution or "")
-    elif name not in _EXERCISES:
+    elif not registered(name):
         raise ValueError(f"{name}: no hint and solution registered; pass hint= and solution=")
     exact = as_number(exact)
     if exact is None or not math.isfinite(exact):

@@ -12,7 +12,7 @@ The samplers are :func:`ddpm_lib.sample.reverse_sde` and :func:`ddpm_lib.sample.
 """
 
 from .flow import Flow, LogLikelihood, encode, log_likelihood, solve_flow
-from .vpsde import VPSDE, ContinuousSchedule, Marginal, continuous_alpha_bar
+from .vpsde import VPSDE, ContinuousSchedule, Marginal
 
 __all__ = [
     "VPSDE",
@@ -20,7 +20,6 @@ __all__ = [
     "Marginal",
     "Flow",
     "LogLikelihood",
-    "continuous_alpha_bar",
     "encode",
     "log_likelihood",
     "solve_flow",

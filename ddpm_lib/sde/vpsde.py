@@ -36,7 +36,7 @@ from .._validate import check_tensor, check_time
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = ["VPSDE", "ContinuousSchedule", "Marginal", "continuous_alpha_bar"]
+__all__ = ["VPSDE", "ContinuousSchedule", "Marginal"]
 
 
 class ContinuousSchedule:
@@ -76,12 +76,6 @@ class ContinuousSchedule:
     def beta(self, t: float | torch.Tensor) -> torch.Tensor:
         r""":math:`\beta(t) = -\frac{d}{dt}\log\bar\alpha(t)` per unit of step, float64."""
         return -self._eval(self._rate, t)
-
-
-def continuous_alpha_bar(alpha_bars: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
-    r""":math:`\bar\alpha` at a continuous step ``t`` (see :class:`ContinuousSchedule`); equal to
-    ``alpha_bars[t]`` at an integer ``t``. Float64, shaped like ``t``."""
-    return ContinuousSchedule(alpha_bars).alpha_bar(t)
 
 
 class Marginal(NamedTuple):

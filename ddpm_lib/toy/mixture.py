@@ -33,6 +33,7 @@ __all__ = [
     "MixtureClassifier",
     "three_bumps",
     "two_d_mixture",
+    "check_alpha_bar",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -89,16 +90,19 @@ class GaussianMixture:
     def __repr__(self) -> str:
         return f"GaussianMixture(K={self.K}, D={self.D})"
 
-    def _check_x(self, x: object, name: str = "x") -> torch.Tensor:
+    def check_x(self, x: object, name: str = "x") -> torch.Tensor:
+        """``x`` as float64 on the CPU (not detached: autograd differentiates through it) if it is a
+        floating-point tensor ``[n, D]``, else a TypeError/ValueError naming ``name``."""
         if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
             raise TypeError(f"{name} must be a floating-point torch.Tensor, got {type(x).__name__}")
         if x.dim() != 2 or x.shape[1] != self.D:
             raise ValueError(f"{name} must have shape [n, D] = [n, {self.D}], got {list(x.shape)}")
         return x.to(torch.float64).cpu()  # not detached: autograd differentiates log_prob
 
-    def _joint_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log \pi_k + \log\mathcal N(x;\ \mu_k, s_k^2 I)` for checked ``x`` ``[n, D]``:
-        ``[n, K]``."""
+    def joint_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log \pi_k + \log\mathcal N(x;\ \mu_k, s_k^2 I)` at every row of ``x`` ``[n, D]``:
+        float64 ``[n, K]`` (its softmax over ``k`` is the responsibility :math:`q(k \mid x)`)."""
+        x = self.check_x(x)
         sq = (x[:, None, :] - self.means).pow(2).sum(-1) / self.stds**2
         return self.weights.log() - 0.5 * sq - self.D * (self.stds.log() + 0.5 * _LOG_2PI)
 
@@ -116,13 +120,13 @@ class GaussianMixture:
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\log q(x)` at every row of ``x`` ``[n, D]``: float64 ``[n]``."""
-        return torch.logsumexp(self._joint_log_prob(self._check_x(x)), dim=-1)
+        return torch.logsumexp(self.joint_log_prob(x), dim=-1)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\nabla_x \log q(x) = \sum_k r_k(x)\,(\mu_k - x)/s_k^2` with the responsibilities
         :math:`r_k(x) = q(k \mid x)`, at every row of ``x`` ``[n, D]``: float64 ``[n, D]``."""
-        x = self._check_x(x)
-        r = torch.softmax(self._joint_log_prob(x), dim=-1)
+        x = self.check_x(x)
+        r = torch.softmax(self.joint_log_prob(x), dim=-1)
         pull = (self.means - x[:, None, :]) / self.stds[:, None] ** 2  # [n, K, D]
         return (r[:, :, None] * pull).sum(1)
 
@@ -131,7 +135,7 @@ class GaussianMixture:
         Kolmogorov-Smirnov test): ``x`` ``[n, 1]``, float64 ``[n]``."""
         if self.D != 1:
             raise ValueError(f"cdf needs a 1-D mixture (D = 1), this one has D = {self.D}")
-        z = (self._check_x(x) - self.means[:, 0]) / self.stds  # [n, K]
+        z = (self.check_x(x) - self.means[:, 0]) / self.stds  # [n, K]
         return (self.weights * 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0)))).sum(-1)
 
     def noised(self, alpha_bar: float | torch.Tensor) -> GaussianMixture:
@@ -139,7 +143,7 @@ class GaussianMixture:
         :math:`\bar\alpha_t` = ``alpha_bar`` (one number in [0, 1]): each component becomes
         :math:`\mathcal N(\sqrt{\bar\alpha_t}\,\mu_k,\ (\bar\alpha_t s_k^2 + 1 - \bar\alpha_t) I)`,
         with the same weights (Ho et al. 2020, Eq. 4, convolved with each component)."""
-        ab = _alpha_bar(alpha_bar)
+        ab = check_alpha_bar(alpha_bar)
         return GaussianMixture(
             self.weights, ab.sqrt() * self.means, (ab * self.stds**2 + 1.0 - ab).sqrt()
         )
@@ -159,11 +163,11 @@ class GaussianMixture:
         formula :math:`\sqrt{\bar\alpha_t}\,\mathbb E[x_0 \mid x_t] = x_t + (1-\bar\alpha_t)
         \nabla\log q_t(x_t)` (Efron 2011, Eq. 2.8; Robbins 1956) is something to check.
         """
-        x = self._check_x(x_t, "x_t")
-        ab = _alpha_bar(alpha_bar)
+        x = self.check_x(x_t, "x_t")
+        ab = check_alpha_bar(alpha_bar)
         gain = ab.sqrt() * self.stds**2 / (ab * self.stds**2 + 1.0 - ab)  # [K]
         m = self.means + gain[:, None] * (x[:, None, :] - ab.sqrt() * self.means)  # [n, K, D]
-        r = torch.softmax(self.noised(ab)._joint_log_prob(x), dim=-1)
+        r = torch.softmax(self.noised(ab).joint_log_prob(x), dim=-1)
         return (r[:, :, None] * m).sum(1)
 
     def class_log_prob(self, x_t: torch.Tensor, alpha_bar: float | torch.Tensor) -> torch.Tensor:
@@ -177,8 +181,8 @@ class GaussianMixture:
 
         ``x_t`` ``[n, D]``, ``alpha_bar`` one number in [0, 1]; float64 ``[n, K]`` (each row's
         exponentials sum to 1). The exact classifier of chapter 7's guidance."""
-        x = self._check_x(x_t, "x_t")
-        return torch.log_softmax(self.noised(alpha_bar)._joint_log_prob(x), dim=-1)
+        x = self.check_x(x_t, "x_t")
+        return torch.log_softmax(self.noised(alpha_bar).joint_log_prob(x), dim=-1)
 
     def eps_model(self, diffusion: Diffusion) -> MixtureEps:
         r"""The optimal ε-model of this data under ``diffusion`` (the minimiser of
@@ -228,7 +232,9 @@ def two_d_mixture(separated: bool = False) -> GaussianMixture:
     )
 
 
-def _alpha_bar(alpha_bar: object) -> torch.Tensor:
+def check_alpha_bar(alpha_bar: object) -> torch.Tensor:
+    r""":math:`\bar\alpha` as a float64 0-dim CPU tensor if ``alpha_bar`` is one number (or 0-dim
+    tensor) in [0, 1], else a ValueError."""
     try:
         ab = torch.as_tensor(alpha_bar, dtype=torch.float64).detach().cpu()
     except (TypeError, ValueError, RuntimeError) as err:
@@ -312,7 +318,7 @@ class MixtureEps:
         self, x_t: torch.Tensor, t: int | torch.Tensor, labels: int | torch.Tensor | None = None
     ) -> torch.Tensor:
         g = self.mixture
-        g._check_x(x_t, "x_t")
+        g.check_x(x_t, "x_t")
         x = x_t.to(device="cpu", dtype=torch.float64)  # not detached: autograd reaches x_t
         n = x.shape[0]
         ab = self._alpha_bar_at(t, n)[:, None]  # [n, 1]
@@ -344,7 +350,7 @@ class MixtureClassifier(MixtureEps):
 
     def __call__(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         g = self.mixture
-        g._check_x(x_t, "x_t")
+        g.check_x(x_t, "x_t")
         x = x_t.to(device="cpu", dtype=torch.float64)
         ab = self._alpha_bar_at(t, x.shape[0])[:, None]  # [n, 1]
         joint, diff, var = _noised_joint(g, x, ab)

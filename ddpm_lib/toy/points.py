@@ -84,7 +84,7 @@ def data_posterior(
     q_t = GaussianMixture(
         probs, math.sqrt(ab) * values[:, None], np.full(values.size, math.sqrt(1 - ab))
     )
-    joint = q_t._joint_log_prob(torch.tensor([[float(x_t)]], dtype=torch.float64))[0]
+    joint = q_t.joint_log_prob(torch.tensor([[float(x_t)]], dtype=torch.float64))[0]
     return torch.softmax(joint, dim=0).numpy()
 
 

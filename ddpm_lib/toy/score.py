@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from .._validate import check_same_shape, check_steps
-from .mixture import GaussianMixture, _alpha_bar
+from .mixture import GaussianMixture, check_alpha_bar
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
@@ -50,7 +50,7 @@ def tweedie_x0(
         if not isinstance(v, torch.Tensor) or not v.dtype.is_floating_point:
             raise TypeError(f"{name} must be a floating-point torch.Tensor, got {type(v).__name__}")
     check_same_shape("x_t", x_t, "score", score)
-    ab = _alpha_bar(alpha_bar)
+    ab = check_alpha_bar(alpha_bar)
     if not float(ab) > 0.0:
         raise ValueError(f"alpha_bar must be in (0, 1] (Tweedie divides by its root), got {ab}")
     ab = ab.to(device=x_t.device)

@@ -1,19 +1,31 @@
-r"""What the chapters' figures share: the two schedules they compare, their colours, and one run of
-the forward chain (Ho et al. 2020, Eq. 2) kept at a few steps for the figures to draw."""
+r"""What the chapters' figures share: the two schedules they compare, their colours, one run of the
+forward chain (Ho et al. 2020, Eq. 2) kept at a few steps for the figures to draw, and the small
+helpers of the 2-D pictures (a lattice of points, capped arrows, the frame shown at a slider value,
+a list of guidance scales)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from .. import schedule
 from .._validate import check_steps, check_tensor
 from ..diffusion import Diffusion
 
-__all__ = ["Chain", "run_chain", "schedule_pair", "colour"]
+__all__ = [
+    "Chain",
+    "run_chain",
+    "schedule_pair",
+    "colour",
+    "grid_points",
+    "arrows",
+    "frame_index",
+    "check_scales",
+]
 
 _COLOURS = {"linear": "tab:blue", "cosine": "tab:orange"}
 
@@ -88,3 +100,42 @@ def run_chain(
             kept_x.append(x.clone())
             kept_eps.append(m / math.sqrt(1.0 - float(diffusion.alpha_bars[t])) if t else m.clone())
     return Chain(ts, torch.stack(kept_x), torch.stack(kept_eps), means, variances)
+
+
+def grid_points(coords: torch.Tensor) -> torch.Tensor:
+    """The ``G x G`` lattice of ``coords`` ``[G]`` as points ``[G*G, 2]``, row-major in y: point
+    ``i * G + j`` is ``(coords[j], coords[i])``."""
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+
+
+def arrows(field: torch.Tensor, factor: float, longest: float) -> tuple[np.ndarray, np.ndarray]:
+    """``field`` ``[G, G, 2]`` times ``factor``, each arrow shortened to at most ``longest``: the
+    ``u``, ``v`` arrays of ``quiver``."""
+    v = factor * field
+    norm = v.norm(dim=-1, keepdim=True)
+    v = v * torch.where(norm > longest, longest / norm.clamp_min(1e-300), torch.ones_like(norm))
+    return v[..., 0].numpy(), v[..., 1].numpy()
+
+
+def frame_index(values: torch.Tensor, value: float, name: str, what: str = "") -> int:
+    """The index of ``value`` in the kept ``values`` ``[K]`` (steps, times or scales of a set of
+    frames, equal to 1e-12), else a ValueError: ``{name} must be one of {what} [...]``."""
+    hits = (values - float(value)).abs() < 1e-12
+    if not bool(hits.any()):
+        where = f"{what} " if what else ""
+        raise ValueError(f"{name} must be one of {where}{values.tolist()}, got {value!r}")
+    return int(hits.nonzero()[0])
+
+
+def check_scales(values: Sequence[float], name: str) -> list[float]:
+    """Distinct finite numbers (guidance scales), sorted, as floats; else a ValueError."""
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must name at least one scale")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"every entry of {name} must be a finite number, got {v!r}")
+    if len({float(v) for v in values}) != len(values):
+        raise ValueError(f"{name} must be distinct, got {values}")
+    return sorted(float(v) for v in values)

@@ -23,6 +23,7 @@ from .._validate import check_steps, check_tensor
 from ..diffusion import Diffusion, EpsModel
 from ..sample import Trajectory
 from ._live import explore
+from .common import frame_index
 from .images import draw_image
 
 __all__ = [
@@ -73,19 +74,12 @@ def denoise_steps(
     return Denoised(torch.tensor(steps), torch.stack(kept_x), torch.stack(kept_x0))
 
 
-def _index(steps: torch.Tensor, t: int) -> int:
-    hits = (steps == t).nonzero()
-    if hits.numel() == 0:
-        raise ValueError(f"t must be one of the kept steps {steps.tolist()}, got {t}")
-    return int(hits[0])
-
-
 def draw_denoising(fig, t: int, *, frames: Denoised, n_show: int = 8) -> None:
     r"""Two rows for the first ``n_show`` digits of ``frames`` at step ``t`` (one of
     ``frames.steps``): top :math:`x_t`, bottom the model's :math:`\hat x_0`."""
     if isinstance(n_show, bool) or not isinstance(n_show, int) or n_show < 1:
         raise ValueError(f"n_show must be an int >= 1, got {n_show!r}")
-    k = _index(frames.steps, t)
+    k = frame_index(frames.steps, t, "t", "the kept steps")
     n = min(n_show, frames.x_t.shape[1])
     axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
@@ -116,7 +110,7 @@ def draw_trajectory(fig, t: int, *, trajectory: Trajectory, index: int = 0) -> N
     r"""Sample ``index`` of an Algorithm 2 ``trajectory`` at its kept step ``t``: the state
     :math:`x_t`, the prediction :math:`\hat x_0(x_t, t)` and, for comparison, the final sample."""
     _check_index(index, trajectory.samples.shape[0])
-    k = _index(trajectory.steps, t)
+    k = frame_index(trajectory.steps, t, "t", "the kept steps")
     panels = [(trajectory.x_t[k, index], f"$x_{{{t}}}$"),
               (trajectory.x0_pred[k, index], r"$\hat x_0$ at this step"),
               (trajectory.samples[index], "final sample")]  # fmt: skip

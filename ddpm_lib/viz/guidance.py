@@ -31,12 +31,13 @@ import numpy as np
 import torch
 
 from .. import sample
+from .._validate import check_int
 from ..config import IMAGE_CHANNELS, IMAGE_SIZE
 from ..diffusion import Diffusion
 from ._live import explore
+from .common import check_scales, frame_index
 from .images import draw_image, to_display
-from .score import _int
-from .tilted import TiltedFrames, _index, _scales, draw_tilted, explore_tilted, tilted_frames
+from .tilted import TiltedFrames, draw_tilted, explore_tilted, tilted_frames
 
 __all__ = [
     "GuidanceGrid",
@@ -147,8 +148,8 @@ def guidance_grid(
     y = torch.as_tensor(labels).long().cpu().reshape(-1) if not isinstance(labels, int) else None
     if y is None or y.numel() == 0:
         raise ValueError(f"labels must be a non-empty sequence of class labels, got {labels!r}")
-    scales = _scales(scales, "scales")
-    _int("steps", steps, 1)
+    scales = check_scales(scales, "scales")
+    check_int("steps", steps, 1)
     n = y.numel()
     if x_T is None:
         x_T = torch.randn(n, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
@@ -189,9 +190,9 @@ def draw_guidance(
     gives the evaluator's accuracy on the row."""
     if method != "both" and method not in grid.methods:
         raise ValueError(f"method must be 'both' or one of {grid.methods}, got {method!r}")
-    j = _index(grid.scales, scale, "scale")
+    j = frame_index(grid.scales, scale, "scale")
     rows = list(grid.methods) if method == "both" else [method]
-    n = grid.labels.numel() if n_show is None else min(_int("n_show", n_show, 1),
+    n = grid.labels.numel() if n_show is None else min(check_int("n_show", n_show, 1),
                                                          grid.labels.numel())  # fmt: skip
     axes = fig.subplots(len(rows), n, squeeze=False)
     acc = grid.accuracy()
@@ -314,8 +315,8 @@ def inpaint_frames(
         raise ValueError(f"x0 must be digits [n, 1, 28, 28], got {list(x0.shape)}")
     if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
         raise ValueError(f"label must be None (unconditional) or an int class, got {label!r}")
-    _int("steps", steps, 1)
-    _int("resample", resample, 1)
+    check_int("steps", steps, 1)
+    check_int("resample", resample, 1)
     x0 = x0.detach().float().cpu()
     masks = torch.stack([make_mask(k, generator) for k in kinds])
     x_T = torch.randn(x0.shape, generator=generator)
@@ -357,7 +358,11 @@ def draw_inpainting(fig, kind: str, *, frames: InpaintFrames, n_show: int | None
     (hidden pixels in blue) and the completions with the evaluator's label (green when it is the
     label asked for, or without a label the original's, red otherwise). ``kind = "all"``: one row
     per digit, the original and then, per mask, the masked input and its completion."""
-    n = frames.x0.shape[0] if n_show is None else min(_int("n_show", n_show, 1), frames.x0.shape[0])
+    n = (
+        frames.x0.shape[0]
+        if n_show is None
+        else min(check_int("n_show", n_show, 1), frames.x0.shape[0])
+    )
     asked = "unconditional" if frames.label is None else (
         f"label {frames.label}, CFG s = {frames.guidance_scale:g}")  # fmt: skip
     title = f"inpainting ({asked}; {frames.steps} steps, resample {frames.resample})"

@@ -27,10 +27,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .._validate import check_steps, check_tensor
+from .._validate import check_int, check_steps, check_tensor
 from ..diffusion import Diffusion, EpsModel
 from ..toy import GaussianMixture
 from ._live import explore
+from .common import arrows, frame_index, grid_points
 from .denoise import denoise_steps
 from .images import draw_image
 
@@ -63,17 +64,6 @@ class ScoreFields(NamedTuple):
     density: torch.Tensor
 
 
-def _grid_points(coords: torch.Tensor) -> torch.Tensor:
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)  # [G*G, 2], row-major in y
-
-
-def _int(name: str, value: object, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-    return value
-
-
 def score_fields(
     model: EpsModel,
     diffusion: Diffusion,
@@ -91,13 +81,13 @@ def score_fields(
     if not isinstance(mixture, GaussianMixture) or mixture.D != 2:
         raise ValueError(f"mixture must be a 2-D toy.GaussianMixture, got {mixture!r}")
     steps = check_steps(ts, 1, diffusion.T)
-    _int("grid", grid, 2)
-    _int("density_grid", density_grid, 2)
+    check_int("grid", grid, 2)
+    check_int("density_grid", density_grid, 2)
     if isinstance(lim, bool) or not isinstance(lim, int | float) or not 0 < lim < float("inf"):
         raise ValueError(f"lim must be a number > 0, got {lim!r}")
     coords = torch.linspace(-lim, lim, grid, dtype=torch.float64)
     fine = torch.linspace(-lim, lim, density_grid, dtype=torch.float64)
-    pts, fine_pts = _grid_points(coords), _grid_points(fine)
+    pts, fine_pts = grid_points(coords), grid_points(fine)
     exact, network, density = [], [], []
     with torch.no_grad():
         for t in steps:
@@ -110,28 +100,13 @@ def score_fields(
                        fine, torch.stack(density))  # fmt: skip
 
 
-def _step_index(steps: torch.Tensor, t: int) -> int:
-    hits = (steps == t).nonzero()
-    if hits.numel() == 0:
-        raise ValueError(f"t must be one of the steps {steps.tolist()}, got {t}")
-    return int(hits[0])
-
-
-def _arrows(field: torch.Tensor, factor: float, longest: float) -> tuple[np.ndarray, np.ndarray]:
-    """``field`` ``[G, G, 2]`` times ``factor``, each arrow shortened to at most ``longest``."""
-    v = factor * field
-    norm = v.norm(dim=-1, keepdim=True)
-    v = v * torch.where(norm > longest, longest / norm.clamp_min(1e-300), torch.ones_like(norm))
-    return v[..., 0].numpy(), v[..., 1].numpy()
-
-
 def draw_score_fields(fig, t: int, *, fields: ScoreFields) -> None:
     r"""Two panels at step ``t`` (one of ``fields.ts``): left the exact score of :math:`q_t`,
     right the network's, as arrows over the density of :math:`q_t`. The score's size changes by
     orders of magnitude with ``t`` and grows linearly far from the data, so both panels share
     one arrow scale per ``t``: one grid cell stands for the 90th percentile of the exact score's
     length on the grid (given in the title), and longer arrows are shortened to 1.5 cells."""
-    k = _step_index(fields.ts, t)
+    k = frame_index(fields.ts, t, "t", "the steps")
     c, fc = fields.coords.numpy(), fields.density_coords.numpy()
     cell = float(c[1] - c[0])
     unit = float(torch.quantile(fields.exact[k].norm(dim=-1).flatten(), 0.9))
@@ -143,7 +118,7 @@ def draw_score_fields(fig, t: int, *, fields: ScoreFields) -> None:
     )
     for ax, (field, title, colour) in zip(axes, panels, strict=True):
         ax.contourf(fc, fc, fields.density[k].numpy(), levels=12, cmap="Greys", alpha=0.6)
-        u, v = _arrows(field, factor, 1.5 * cell)
+        u, v = arrows(field, factor, 1.5 * cell)
         ax.quiver(c, c, u, v, color=colour, angles="xy", scale_units="xy", scale=1.0,
                   width=0.004)  # fmt: skip
         ax.set_title(title, fontsize=10)
@@ -177,13 +152,13 @@ def draw_langevin(
     r"""The Langevin chains at iteration ``i`` (``trajectory[i]``, ``trajectory`` ``[N + 1, n, 2]``)
     as dots over the contours of the target density ``mixture`` (2-D) on ``[-lim, lim]^2``."""
     trajectory = _check_trajectory(trajectory)
-    _int("i", i, 0)
+    check_int("i", i, 0)
     if i >= trajectory.shape[0]:
         raise ValueError(f"i must be in [0, {trajectory.shape[0] - 1}], got {i}")
     if not isinstance(mixture, GaussianMixture) or mixture.D != 2:
         raise ValueError(f"mixture must be a 2-D toy.GaussianMixture, got {mixture!r}")
     coords = torch.linspace(-lim, lim, 121, dtype=torch.float64)
-    density = mixture.log_prob(_grid_points(coords)).exp().reshape(121, 121)
+    density = mixture.log_prob(grid_points(coords)).exp().reshape(121, 121)
     ax = fig.add_subplot(1, 1, 1)
     ax.contour(coords.numpy(), coords.numpy(), density.numpy(), levels=8, cmap="Blues")
     pts = trajectory[i].detach().cpu().double().numpy()
@@ -202,7 +177,7 @@ def explore_langevin(
     """:func:`draw_langevin` with an ``i`` slider over ``n_frames`` iterations spread evenly
     (first and last included); in the static book an animation over them."""
     trajectory = _check_trajectory(trajectory)
-    _int("n_frames", n_frames, 1)
+    check_int("n_frames", n_frames, 1)
     last = trajectory.shape[0] - 1
     its = sorted({int(v) for v in np.linspace(0, last, min(n_frames, last + 1)).round()})
     draw = partial(draw_langevin, trajectory=trajectory, mixture=mixture, lim=lim)
@@ -254,8 +229,8 @@ def draw_tweedie(fig, t: int, *, frames: TweedieFrames, n_show: int = 4) -> None
     :math:`\mathbf x_t`, Tweedie's :math:`\hat{\mathbf x}_0 = \mathbb E[\mathbf x_0\mid\mathbf x_t]`
     and :math:`|\nabla\log q_t(\mathbf x_t)|` per pixel (one colour scale for the row, from 0 to
     its largest value, given in the row's title)."""
-    _int("n_show", n_show, 1)
-    k = _step_index(frames.steps, t)
+    check_int("n_show", n_show, 1)
+    k = frame_index(frames.steps, t, "t", "the steps")
     n = min(n_show, frames.x_t.shape[1])
     axes = fig.subplots(3, n, squeeze=False)
     vmax = float(frames.score_norm[k, :n].max())
@@ -276,7 +251,7 @@ def draw_tweedie(fig, t: int, *, frames: TweedieFrames, n_show: int = 4) -> None
 def explore_tweedie(frames: TweedieFrames, n_show: int = 4, static: bool | None = None):
     """:func:`draw_tweedie` with a ``t`` slider over ``frames.steps``; in the static book an
     animation over them."""
-    _int("n_show", n_show, 1)
+    check_int("n_show", n_show, 1)
     draw: Callable = partial(draw_tweedie, frames=frames, n_show=n_show)
     width = 1.3 * min(n_show, frames.x_t.shape[1]) + 0.6
     return explore(draw, {"t": frames.steps.tolist()}, "t", figsize=(width, 4.4), static=static)

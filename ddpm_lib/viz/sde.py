@@ -24,11 +24,12 @@ import numpy as np
 import torch
 
 from .. import sample
+from .._validate import check_int
 from ..diffusion import Diffusion, EpsModel
 from ..sde import VPSDE, solve_flow
 from ..toy import GaussianMixture
 from ._live import explore
-from .score import _arrows, _grid_points, _int
+from .common import arrows, frame_index, grid_points
 
 __all__ = ["SDEFrames", "sde_frames", "draw_sde", "explore_sde"]
 
@@ -143,14 +144,14 @@ def sde_frames(
     taus = _check_taus(taus)
     for name, value, lo in (("n_paths", n_paths, 1), ("grid", grid, 2),
                             ("density_grid", density_grid, 2), ("steps", steps, 2)):  # fmt: skip
-        _int(name, value, lo)
+        check_int(name, value, lo)
     if isinstance(lim, bool) or not isinstance(lim, int | float) or not 0 < lim < float("inf"):
         raise ValueError(f"lim must be a number > 0, got {lim!r}")
     sde = VPSDE(diffusion)
     dtype = _state_dtype(model)
     coords = torch.linspace(-lim, lim, grid, dtype=torch.float64)
     fine = torch.linspace(-lim, lim, density_grid, dtype=torch.float64)
-    pts, fine_pts = _grid_points(coords), _grid_points(fine)
+    pts, fine_pts = grid_points(coords), grid_points(fine)
     alpha_bars, exact, network, density = [], [], [], []
     with torch.no_grad():
         for tau in taus:
@@ -173,13 +174,6 @@ def sde_frames(
                      path_taus, sde_paths, ode_paths, nfe)  # fmt: skip
 
 
-def _tau_index(frames: SDEFrames, tau: float) -> int:
-    hits = (frames.taus - float(tau)).abs() < 1e-12
-    if not bool(hits.any()):
-        raise ValueError(f"tau must be one of the frames' times {frames.taus.tolist()}, got {tau}")
-    return int(hits.nonzero()[0])
-
-
 def draw_sde(fig, tau: float, *, frames: SDEFrames, field: str = "both") -> None:
     r"""Two panels at time ``tau`` (one of ``frames.taus``), both over the density of
     :math:`q_\tau`. Left: the score field, the exact one (blue) and/or the network's (red),
@@ -190,7 +184,7 @@ def draw_sde(fig, tau: float, *, frames: SDEFrames, field: str = "both") -> None
     time :math:`\ge \tau`, with dots where they are then."""
     if field not in ("exact", "network", "both"):
         raise ValueError(f"field must be 'exact', 'network' or 'both', got {field!r}")
-    k = _tau_index(frames, tau)
+    k = frame_index(frames.taus, tau, "tau", "the frames' times")
     c, fc = frames.coords.numpy(), frames.density_coords.numpy()
     cell = float(c[1] - c[0])
     unit = float(torch.quantile(frames.exact[k].norm(dim=-1).flatten(), 0.9))
@@ -208,7 +202,7 @@ def draw_sde(fig, tau: float, *, frames: SDEFrames, field: str = "both") -> None
     if field in ("network", "both") and has_network:
         shown.append((frames.network[k], "tab:red", 0.003, r"network $-\epsilon_\theta/\sigma$"))
     for vectors, colour, width, label in shown:
-        u, v = _arrows(vectors, factor, 1.5 * cell)
+        u, v = arrows(vectors, factor, 1.5 * cell)
         axes[0].quiver(c, c, u, v, color=colour, angles="xy", scale_units="xy", scale=1.0,
                        width=width, label=label)  # fmt: skip
     if shown:

@@ -18,31 +18,13 @@ import numpy as np
 import torch
 
 from .. import sample
+from .._validate import check_int
 from ..diffusion import Diffusion
 from ..toy import GaussianMixture, MixtureClassifier
 from ._live import explore
-from .score import _grid_points, _int
+from .common import check_scales, frame_index, grid_points
 
 __all__ = ["TiltedFrames", "tilted_frames", "draw_tilted", "explore_tilted"]
-
-
-def _scales(values: Sequence[float], name: str) -> list[float]:
-    values = list(values)
-    if not values:
-        raise ValueError(f"{name} must name at least one scale")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ValueError(f"every entry of {name} must be a finite number, got {v!r}")
-    if len({float(v) for v in values}) != len(values):
-        raise ValueError(f"{name} must be distinct, got {values}")
-    return sorted(float(v) for v in values)
-
-
-def _index(values: torch.Tensor, value: float, name: str) -> int:
-    hits = (values - float(value)).abs() < 1e-12
-    if not bool(hits.any()):
-        raise ValueError(f"{name} must be one of {values.tolist()}, got {value!r}")
-    return int(hits.nonzero()[0])
 
 
 class TiltedFrames(NamedTuple):
@@ -100,13 +82,13 @@ def tilted_frames(
         raise ValueError(f"mixture must be a 2-D toy.GaussianMixture, got {mixture!r}")
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < mixture.K:
         raise ValueError(f"label must be an int in [0, {mixture.K - 1}], got {label!r}")
-    gammas = _scales(gammas, "gammas")
+    gammas = check_scales(gammas, "gammas")
     for name, value, lo in (("n", n, 1), ("steps", steps, 1), ("grid", grid, 2)):
-        _int(name, value, lo)
+        check_int(name, value, lo)
     if isinstance(lim, bool) or not isinstance(lim, int | float) or not 0 < lim < math.inf:
         raise ValueError(f"lim must be a number > 0, got {lim!r}")
     coords = torch.linspace(-lim, lim, grid, dtype=torch.float64)
-    pts = _grid_points(coords)
+    pts = grid_points(coords)
     cell = float(coords[1] - coords[0]) ** 2
     log_p = mixture.log_prob(pts)
     log_c = mixture.class_log_prob(pts, 1.0)[:, label]
@@ -134,7 +116,7 @@ def draw_tilted(fig, gamma: float, *, frames: TiltedFrames) -> None:
     samples (red dots), with both means (black cross: tilted; red plus: samples). Right: the
     first coordinate's marginal, tilted density vs Bayes conditional vs histogram of the
     samples."""
-    k = _index(frames.gammas, gamma, "gamma")
+    k = frame_index(frames.gammas, gamma, "gamma")
     c = frames.coords.numpy()
     cell = float(c[1] - c[0])
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
