@@ -43,8 +43,7 @@ def train_rate(
         model = model.to(memory_format=torch.channels_last)
     fwd = torch.compile(model, backend=backend) if compiled else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda" or None)
-    ab = get_config("tiny").diffusion().alpha_bars
-    sqrt_ab, sqrt_1m = ab.sqrt().float().to(device), (1 - ab).sqrt().float().to(device)
+    diffusion = get_config("tiny").diffusion().to(device)
     gen = torch.Generator(device=device).manual_seed(0)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
@@ -53,7 +52,7 @@ def train_rate(
 
     def step() -> None:
         idx = torch.randint(0, x_data.shape[0], (batch,), generator=gen, device=device)
-        loss = loop.algorithm1_loss(fwd, x_data[idx], None, sqrt_ab, sqrt_1m, gen, autocast)
+        loss = loop.algorithm1_loss(fwd, x_data[idx], None, diffusion, gen, autocast)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -15,6 +15,7 @@ import torch
 
 from ddpm_lib import io
 from ddpm_lib.config import Config
+from ddpm_lib.diffusion import Diffusion
 from ddpm_lib.train import distributed
 from ddpm_lib.train.checkpoint import TrainState, save_checkpoint
 from ddpm_lib.train.dataset import Dataset
@@ -53,34 +54,30 @@ def algorithm1_loss(
     model,
     x0: torch.Tensor,
     labels: torch.Tensor | None,
-    sqrt_alpha_bars: torch.Tensor,
-    sqrt_one_minus_alpha_bars: torch.Tensor,
+    diffusion: Diffusion,
     generator: torch.Generator,
     autocast=contextlib.nullcontext,
     shard: slice | None = None,
 ) -> torch.Tensor:
     r"""One draw of :math:`L_\text{simple}` (Ho et al. 2020, Algorithm 1 / Eq. 14), fp32 scalar:
     :math:`t \sim \mathcal U\{1..T\}`, :math:`\epsilon \sim \mathcal N(0, I)` from ``generator`` (in
-    that order, as :meth:`ddpm_lib.diffusion.Diffusion.loss_simple` draws them), then
+    that order, as :func:`ddpm_lib.bound.loss_simple` draws them), then
     :math:`\mathrm{mean}\,(\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}
-    \epsilon, t[, y]))^2`. Unlike ``loss_simple`` it does no checks that read values back from the
-    device (no GPU sync per step). ``x0`` ``[B, 1, 28, 28]``; coefficient tables float32 ``[T + 1]``
-    on ``x0``'s device; ``labels`` ``[B]`` or None; the model runs under ``autocast()``.
+    \epsilon, t[, y]))^2` with :math:`x_t` from :meth:`ddpm_lib.Diffusion.q_sample` (whose checks
+    read nothing back from the device: no GPU sync per step). ``x0`` ``[B, 1, 28, 28]``;
+    ``diffusion`` on ``x0``'s device; ``labels`` ``[B]`` or None; the model runs under
+    ``autocast()`` (unlike ``loss_simple``, which calls it through ``Diffusion.call_model``).
 
     With ``shard`` (data-parallel training), ``x0`` and ``labels`` are the global batch: t and
     eps are drawn for all of it, as one process would, and the loss is the mean over the shard."""
-    B, T = x0.shape[0], sqrt_alpha_bars.shape[0] - 1
+    B, T = x0.shape[0], diffusion.T
     t = torch.randint(1, T + 1, (B,), generator=generator, device=generator.device)
     eps = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype)
     if shard is not None:
         x0, t, eps = x0[shard], t[shard], eps[shard]
         labels = None if labels is None else labels[shard]
-        B = x0.shape[0]
     t, eps = t.to(x0.device), eps.to(x0.device)
-    x_t = (
-        sqrt_alpha_bars[t].view(B, 1, 1, 1) * x0
-        + sqrt_one_minus_alpha_bars[t].view(B, 1, 1, 1) * eps
-    )
+    x_t = diffusion.q_sample(x0, t, eps)
     if x0.device.type == "cuda":
         x_t = x_t.contiguous(memory_format=torch.channels_last)
     with autocast():
@@ -150,9 +147,7 @@ class Run:
         self.x0 = dataset.x0.to(device)
         self.labels = None if dataset.labels is None else dataset.labels.to(device)
         self.data_info = {"n": dataset.n, "sha256": dataset.fingerprint}
-        alpha_bars = config.diffusion().alpha_bars
-        self.sqrt_ab = alpha_bars.sqrt().float().to(device)
-        self.sqrt_1m_ab = (1.0 - alpha_bars).sqrt().float().to(device)
+        self.diffusion = config.diffusion().to(device)
         forward: torch.nn.Module = self.model
         if world.size > 1:  # averages the gradients of the ranks' shards during backward
             from torch.nn.parallel import DistributedDataParallel
@@ -225,8 +220,7 @@ class Run:
             self.forward,
             x0,
             labels,
-            self.sqrt_ab,
-            self.sqrt_1m_ab,
+            self.diffusion,
             self.gens["noise"],
             self.autocast,
             self.shard,

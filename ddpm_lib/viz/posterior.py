@@ -116,7 +116,8 @@ def draw_grid_check(
         ax.set_axis_off()
     for ax, t in zip(axes, ts, strict=False):
         t = int(check_t(t, 2, d.T))
-        x_t = math.sqrt(float(d.alpha_bars[t])) * x0 + math.sqrt(1 - float(d.alpha_bars[t])) * z
+        x0_t, z_t = (torch.tensor([v], dtype=torch.float64) for v in (x0, z))
+        x_t = float(d.q_sample(x0_t, t, z_t))
         post = bayes_on_grid(d, x_t, t, [x0])
         mean, var = d.q_posterior(torch.tensor([x0], dtype=torch.float64),
                                   torch.tensor([x_t], dtype=torch.float64), t)  # fmt: skip
