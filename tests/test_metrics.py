@@ -15,8 +15,6 @@ from ddpm_lib import hub as pt
 from ddpm_lib import io
 from ddpm_lib.data import images_to_model, load_mnist
 from ddpm_lib.metrics import (
-    ClassifierConfig,
-    MNISTClassifier,
     class_accuracy,
     evaluate_accuracy,
     feature_stats,
@@ -25,9 +23,9 @@ from ddpm_lib.metrics import (
     load_classifier,
     mnist_fid,
     reference_stats,
-    train_classifier,
 )
-from ddpm_lib.metrics.classifier import CLASSIFIER_FORMAT, random_shift
+from ddpm_lib.models import ClassifierConfig, MNISTClassifier
+from ddpm_lib.train.classifier import CLASSIFIER_FORMAT, random_shift, train_classifier
 
 NAME = "mnist-classifier"
 

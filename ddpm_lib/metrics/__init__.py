@@ -4,21 +4,14 @@
 >>> r = mnist_fid(samples)   # samples float [N, 1, 28, 28] in [-1, 1]
 >>> print(f"FID {r.fid:.2f} (real-data floor at n={r.n}: {r.floor:.2f})")
 
-Modules: :mod:`.classifier` (the LeNet-style network, its training loop, and
-:func:`load_classifier` for the shipped weights, checksum verified through :mod:`ddpm_lib.hub`),
+Modules: :mod:`.classifier` (:func:`load_classifier` for the shipped
+:class:`ddpm_lib.models.MNISTClassifier`, checksum verified through :mod:`ddpm_lib.hub`, its
+predictions and accuracy; the network is trained by :mod:`ddpm_lib.train.classifier`),
 :mod:`.fid` (Fréchet distance, feature statistics, cached reference statistics).
 CLI: ``python -m ddpm_lib.metrics --help``.
 """
 
-from .classifier import (
-    ClassifierConfig,
-    ClassifierResult,
-    MNISTClassifier,
-    evaluate_accuracy,
-    load_classifier,
-    predict,
-    train_classifier,
-)
+from .classifier import evaluate_accuracy, load_classifier, predict
 from .fid import (
     FeatureStats,
     FIDResult,
@@ -31,11 +24,8 @@ from .fid import (
 )
 
 __all__ = [
-    "ClassifierConfig",
-    "ClassifierResult",
     "FIDResult",
     "FeatureStats",
-    "MNISTClassifier",
     "class_accuracy",
     "evaluate_accuracy",
     "feature_stats",
@@ -45,5 +35,4 @@ __all__ = [
     "mnist_fid",
     "predict",
     "reference_stats",
-    "train_classifier",
 ]

@@ -17,7 +17,7 @@ import shlex
 import sys
 import time
 
-from .classifier import add_training_arguments
+from ..train.classifier import add_training_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.cmd == "train-classifier":
-        from .classifier import train_classifier
+        from ..train.classifier import train_classifier
 
         command = shlex.join(["python", "-m", "ddpm_lib.metrics", *argv])
         r = train_classifier(

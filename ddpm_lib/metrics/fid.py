@@ -9,7 +9,7 @@ reports the Fréchet (2-Wasserstein) distance between the two Gaussians:
       + \operatorname{Tr}\!\big(\Sigma_1 + \Sigma_2 - 2\,(\Sigma_1 \Sigma_2)^{1/2}\big)
 
 Here the features are the penultimate layer :math:`\phi(x) \in \mathbb{R}^{128}` of the shipped
-:class:`~ddpm_lib.metrics.classifier.MNISTClassifier` rather than Inception-v3 pool features, so the
+:class:`~ddpm_lib.models.MNISTClassifier` rather than Inception-v3 pool features, so the
 numbers are **not** comparable with ImageNet/CIFAR FIDs in papers. To make them interpretable,
 :func:`mnist_fid` always returns a *floor* next to the FID: the FID of ``n`` real training images
 against the test set, i.e. what a perfect generator would score with the same number of samples
@@ -26,7 +26,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from .classifier import MNISTClassifier, check_images, load_classifier, predict
+from ..models.classifier import MNISTClassifier
+from .classifier import check_images, load_classifier, predict
 
 __all__ = [
     "FeatureStats",

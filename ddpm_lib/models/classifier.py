@@ -1,5 +1,11 @@
-r"""A noise-conditional classifier :math:`p_\phi(y \mid x_t, t)` for classifier guidance
-(Dhariwal & Nichol 2021, Sec. 4; Song et al. 2021, Sec. 5).
+r"""The book's two MNIST classifiers (trained by :mod:`ddpm_lib.train.classifier`).
+
+:class:`MNISTClassifier`: a LeNet-style network on clean digits (LeCun et al. 1998),
+conv-pool-conv-pool-fc-fc; its penultimate layer :math:`\phi(x)` is the feature space of the MNIST
+FID (:mod:`ddpm_lib.metrics`). Input float ``[N, 1, 28, 28]`` in [-1, 1].
+
+:class:`NoisyClassifier`: a noise-conditional classifier :math:`p_\phi(y \mid x_t, t)` for
+classifier guidance (Dhariwal & Nichol 2021, Sec. 4; Song et al. 2021, Sec. 5).
 
 A classifier trained on clean digits says nothing useful about :math:`x_t` at large :math:`t`: its
 gradient there points anywhere. Guidance needs the gradient of the class posterior *of the noised
@@ -22,6 +28,8 @@ or tensor ``[B]`` in ``0..T`` (or a continuous time, as the SDE samplers pass).
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -32,10 +40,81 @@ from .._validate import batch_index
 from ..config import IMAGE_CHANNELS, IMAGE_SIZE
 from .layers import timestep_embedding
 
-__all__ = ["NoisyClassifierConfig", "NoisyClassifier", "NOISY_CLASSIFIER_ARCHITECTURE"]
+__all__ = [
+    "ClassifierConfig",
+    "MNISTClassifier",
+    "NoisyClassifierConfig",
+    "NoisyClassifier",
+    "NOISY_CLASSIFIER_ARCHITECTURE",
+]
 
 #: The ``architecture`` string of this network in the weights manifest.
 NOISY_CLASSIFIER_ARCHITECTURE = "ddpm_lib.models.NoisyClassifier"
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Architecture hyper-parameters, saved next to the weights and checked on load.
+
+    Args:
+        channels: output channels of the two conv layers.
+        feature_dim: width :math:`d` of the penultimate layer :math:`\\phi(x)` used by the FID.
+        dropout: dropout probability before the last layer (training only).
+        num_classes: number of classes (10 digits).
+    """
+
+    channels: tuple[int, int] = (32, 64)
+    feature_dim: int = 128
+    dropout: float = 0.25
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != 2 or any(int(c) < 1 for c in self.channels):
+            raise ValueError(f"channels must be two positive ints, got {self.channels!r}")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if int(self.feature_dim) < 1:
+            raise ValueError(f"feature_dim must be >= 1, got {self.feature_dim}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if int(self.num_classes) < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClassifierConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(
+                f"unknown ClassifierConfig fields {sorted(unknown)}; known: {sorted(names)}"
+            )
+        return cls(**{**d, "channels": tuple(d.get("channels", cls.channels))})
+
+
+class MNISTClassifier(nn.Module):
+    """LeNet-style CNN (LeCun et al. 1998). ``forward(x)``: ``[N, 1, 28, 28]`` in ``[-1, 1]`` -> logits ``[N, 10]``;
+    ``features(x)`` -> penultimate activations :math:`\\phi(x)`, ``[N, feature_dim]`` (after ReLU)."""
+
+    def __init__(self, config: ClassifierConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else ClassifierConfig()
+        c1, c2 = self.config.channels
+        self.conv1 = nn.Conv2d(1, c1, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(c1, c2, kernel_size=5, padding=2)
+        self.fc1 = nn.Linear(c2 * 7 * 7, self.config.feature_dim)
+        self.dropout = nn.Dropout(self.config.dropout)
+        self.fc2 = nn.Linear(self.config.feature_dim, self.config.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Penultimate-layer features :math:`\phi(x)`: ``[N, 1, 28, 28]`` -> ``[N, feature_dim]``."""
+        h = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
+        return F.relu(self.fc1(h.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(self.features(x)))
 
 
 class NoisyClassifierConfig(NamedTuple):
