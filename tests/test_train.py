@@ -17,7 +17,7 @@ from ddpm_lib.train import (
     algorithm1_loss,
     ema_decay_at,
     load_checkpoint,
-    lr_at,
+    lr_warmup,
     train,
 )
 from ddpm_lib.train import loop as loop_mod
@@ -80,10 +80,16 @@ def test_algorithm1_loss_equals_diffusion_loss_simple():
 
 def test_warmup_is_linear_then_constant():
     cfg = get_config("tiny", lr=1e-3, warmup_steps=4)
-    assert [lr_at(cfg, s) for s in range(6)] == pytest.approx(
-        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3]
-    )
-    assert lr_at(get_config("tiny", warmup_steps=0), 0) == get_config("tiny").lr
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_warmup(cfg.warmup_steps))
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert lrs[0] == cfg.lr * min(1.0, 1 / 4)  # the same float ops as the formula
+    assert all(lr_warmup(0)(s) == 1.0 for s in range(3))
 
 
 def test_ema_follows_its_formula():

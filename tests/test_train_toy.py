@@ -55,9 +55,9 @@ def test_tensor_data_and_callback():
 
 
 def test_lr_cosine_decays_from_lr_to_zero():
-    assert lr_cosine(0.1, 0, 100) == 0.1
-    assert math.isclose(lr_cosine(0.1, 50, 100), 0.05)
-    assert lr_cosine(0.1, 99, 100) < 1e-4
+    assert 0.1 * lr_cosine(100)(0) == 0.1
+    assert math.isclose(0.1 * lr_cosine(100)(50), 0.05)
+    assert 0.1 * lr_cosine(100)(99) < 1e-4
 
 
 @pytest.mark.parametrize(

@@ -16,15 +16,18 @@ Modules, each importing only those before it: :mod:`.arguments` (the checks at t
 :mod:`.dataset`, :mod:`.distributed`, :mod:`.ema`, :mod:`.checkpoint`, :mod:`.progress` (what
 a ``callback`` of :func:`train` receives), :mod:`.loop` (one
 optimiser step and the step/checkpoint loop), :mod:`.trainer` (:func:`train`); apart from them,
-:mod:`.toy` (:func:`fit_eps`: Algorithm 1 for a small ε-network on toy points, in seconds).
+:mod:`.toy` (:func:`fit_eps`: Algorithm 1 for a small ε-network on toy points, in seconds),
+:mod:`.classifier` (the two classifiers' trainers) and :mod:`.lr` (the learning-rate factors of
+torch's ``LambdaLR``, the one schedule mechanism of every trainer).
 """
 
 from ddpm_lib.train.arguments import ParameterError
 from ddpm_lib.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from ddpm_lib.train.ema import EMA, ema_decay_at
-from ddpm_lib.train.loop import NonFiniteLossError, algorithm1_loss, lr_at
+from ddpm_lib.train.loop import NonFiniteLossError, algorithm1_loss
+from ddpm_lib.train.lr import lr_cosine, lr_warmup
 from ddpm_lib.train.progress import TrainProgress
-from ddpm_lib.train.toy import FitProgress, FitResult, fit_eps, lr_cosine
+from ddpm_lib.train.toy import FitProgress, FitResult, fit_eps
 from ddpm_lib.train.trainer import STOP_REASONS, TrainResult, train
 
 __all__ = [
@@ -41,7 +44,7 @@ __all__ = [
     "ema_decay_at",
     "fit_eps",
     "load_checkpoint",
-    "lr_at",
+    "lr_warmup",
     "lr_cosine",
     "save_checkpoint",
     "train",

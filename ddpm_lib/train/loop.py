@@ -21,12 +21,12 @@ from ddpm_lib.train.checkpoint import TrainState, save_checkpoint
 from ddpm_lib.train.dataset import Dataset
 from ddpm_lib.train.distributed import SINGLE, World
 from ddpm_lib.train.ema import EMA
+from ddpm_lib.train.lr import lr_warmup
 from ddpm_lib.train.progress import Callback, TrainProgress
 
 __all__ = [
     "NonFiniteLossError",
     "derive_seed",
-    "lr_at",
     "algorithm1_loss",
     "Run",
 ]
@@ -40,14 +40,6 @@ def derive_seed(seed: int, *parts: object) -> int:
     """A 63-bit seed for one named random stream of the run, e.g. ``derive_seed(0, "noise")``."""
     text = ":".join(str(p) for p in (seed, *parts)).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
-
-
-def lr_at(config: Config, step: int) -> float:
-    r"""Learning rate of optimiser step ``step`` (0-based): linear warm-up
-    :math:`\eta\,\min(1, (s+1)/s_\text{warm})`, then constant :math:`\eta` = ``config.lr``."""
-    if config.warmup_steps == 0:
-        return config.lr
-    return config.lr * min(1.0, (step + 1) / config.warmup_steps)
 
 
 def algorithm1_loss(
@@ -135,6 +127,7 @@ class Run:
             weight_decay=config.weight_decay,
             fused=cuda or None,
         )
+        self.schedule_lr(0)
         self.scaler = _grad_scaler() if precision == "fp16" else None
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.autocast = (
@@ -175,6 +168,7 @@ class Run:
             raise ValueError(f"{self.ckpt_path}: the optimizer state does not fit: {e}") from e
         for group in self.opt.param_groups:  # the kernel choice is the device's, not the file's
             group["fused"], group["foreach"] = (True if self.device.type == "cuda" else None), None
+        self.schedule_lr(saved.step)
         if self.scaler is not None and saved.scaler is not None:
             self.scaler.load_state_dict(saved.scaler)
         for name, gen in self.gens.items():
@@ -195,6 +189,17 @@ class Run:
         self.segments = list(saved.info.get("segments", []))
         self.last_ckpt_step = saved.step
 
+    def schedule_lr(self, step: int) -> None:
+        """The learning rate from optimiser step ``step`` on: torch's ``LambdaLR`` with a linear
+        warm-up over ``config.warmup_steps`` (:func:`ddpm_lib.train.lr.lr_warmup`), then
+        ``config.lr``. Its state is the step alone, so a resumed run rebuilds it from the
+        checkpoint's step (old checkpoints included)."""
+        for group in self.opt.param_groups:
+            group["initial_lr"] = self.config.lr
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lr_warmup(self.config.warmup_steps), last_epoch=step - 1
+        )
+
     # ------------------------------------------------------------------------------ one step
     def train_step(self) -> None:
         config, s, B = self.config, self.step, self.config.batch_size
@@ -211,8 +216,6 @@ class Run:
             if config.label_dropout > 0:  # classifier-free guidance (Ho & Salimans 2022)
                 drop = torch.rand(B, generator=self.gens["data"], device=self.device)
                 labels = labels.masked_fill(drop < config.label_dropout, config.num_classes)
-        for group in self.opt.param_groups:
-            group["lr"] = lr_at(config, s)
         if config.dropout > 0:  # dropout draws from the global RNG: pin it to (seed, step[, rank])
             rank = (self.world.rank,) if self.world.size > 1 else ()
             torch.manual_seed(derive_seed(config.seed, "dropout", s, *rank))
@@ -241,6 +244,7 @@ class Run:
             self.scaler.update()
         else:
             self.opt.step()
+        self.sched.step()
         self.ema.update(self.model, s + 1)
         self.step = s + 1
 

@@ -12,7 +12,6 @@ compares the fitted network with.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -20,11 +19,13 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .._validate import check_int, check_number
 from ..bound import loss_simple
 from ..diffusion import Diffusion
 from ..toy import GaussianMixture
+from .lr import lr_cosine
 
-__all__ = ["FitProgress", "FitResult", "fit_eps", "lr_cosine"]
+__all__ = ["FitProgress", "FitResult", "fit_eps"]
 
 
 class FitResult(NamedTuple):
@@ -47,19 +48,6 @@ class FitProgress(NamedTuple):
     seconds: float
     model: nn.Module
     final: bool
-
-
-def lr_cosine(lr: float, step: int, steps: int) -> float:
-    r"""The learning rate of step ``step`` (0-based) of ``steps``: cosine decay from :math:`\eta`
-    to 0 (Loshchilov & Hutter 2017, one cycle, no restart),
-    :math:`\eta_s = \tfrac{\eta}{2}\,\big(1 + \cos(\pi s / S)\big)`."""
-    return 0.5 * lr * (1.0 + math.cos(math.pi * step / steps))
-
-
-def _int(name: str, value: object, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-    return value
 
 
 def _batcher(data: object, batch_size: int, dtype: torch.dtype, device: torch.device):
@@ -105,7 +93,7 @@ def fit_eps(
         \mathbf x_0 + \sqrt{1-\bar\alpha_t}\,\bar\epsilon_t,\ t\big)\big\|^2
 
     (Eq. 14; :func:`ddpm_lib.bound.loss_simple`, averaged over the batch and the ``D``
-    coordinates). The learning rate decays from ``lr`` to 0 on a cosine (:func:`lr_cosine`): the
+    coordinates). The learning rate decays from ``lr`` to 0 on a cosine (torch's ``LambdaLR`` with :func:`ddpm_lib.train.lr.lr_cosine`): the
     late small steps average out the minibatch noise, which matters for a score field (no EMA
     copy is kept).
 
@@ -134,26 +122,25 @@ def fit_eps(
         raise ValueError("model has no trainable parameters")
     if not isinstance(diffusion, Diffusion):
         raise ValueError(f"diffusion must be a ddpm_lib.Diffusion, got {type(diffusion).__name__}")
-    _int("steps", steps, 1)
-    _int("batch_size", batch_size, 1)
-    _int("callback_every", callback_every, 1)
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    check_int("steps", steps, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("callback_every", callback_every, 1)
+    check_number("lr", lr, 0, lo_open=True)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
     draw = _batcher(data, batch_size, params[0].dtype, params[0].device)
     optimiser = torch.optim.Adam(params, lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_cosine(steps))
     losses = torch.empty(steps, dtype=torch.float32)
     model.train()
     seconds, start = 0.0, time.perf_counter()
     for step in range(steps):
-        for group in optimiser.param_groups:
-            group["lr"] = lr_cosine(lr, step, steps)
         x0 = draw(generator)
         loss = loss_simple(diffusion, model, x0, generator=generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        schedule.step()
         losses[step] = loss.detach()
         done = step + 1
         if callback is not None and (done % callback_every == 0 or done == steps):
