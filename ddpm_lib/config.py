@@ -15,11 +15,12 @@ Images are always MNIST-sized: ``[B, 1, 28, 28]`` with pixels in [-1, 1].
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from ddpm_lib._validate import check_int, check_number
 
 if TYPE_CHECKING:  # the import is lazy at run time: see Config.diffusion
     from ddpm_lib.diffusion import Diffusion
@@ -61,31 +62,10 @@ MODEL_FIELDS: tuple[str, ...] = (
 DIFFUSION_FIELDS: tuple[str, ...] = ("T", "schedule", "beta_1", "beta_T")
 
 
-def _int(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < lo or (hi is not None and value > hi):
-        allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value}")
-    return value
-
-
-def _float(name: str, value: object, lo: float, hi: float, lo_open: bool, hi_open: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a float, got {value!r} ({type(value).__name__})")
-    x = float(value)
-    too_low = x <= lo if lo_open else x < lo
-    too_high = x >= hi if hi_open else x > hi
-    if math.isnan(x) or too_low or too_high:
-        interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return x
-
-
 def _int_tuple(name: str, value: object, lo: int) -> tuple[int, ...]:
     if not isinstance(value, tuple | list):
         raise ValueError(f"{name} must be a tuple of ints, got {value!r} ({type(value).__name__})")
-    return tuple(_int(f"{name}[{i}]", v, lo) for i, v in enumerate(value))
+    return tuple(check_int(f"{name}[{i}]", v, lo) for i, v in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -152,7 +132,7 @@ class Config:
             object.__setattr__(self, name, value)
 
         # model
-        base = _int("base_channels", self.base_channels, 1)
+        base = check_int("base_channels", self.base_channels, 1)
         mults = _int_tuple("channel_mults", self.channel_mults, 1)
         if not 1 <= len(mults) <= len(RESOLUTIONS):
             raise ValueError(
@@ -160,7 +140,7 @@ class Config:
                 f"{RESOLUTIONS}), got {len(mults)}: {mults}"
             )
         put("channel_mults", mults)
-        _int("num_res_blocks", self.num_res_blocks, 1)
+        check_int("num_res_blocks", self.num_res_blocks, 1)
         levels = RESOLUTIONS[: len(mults)]
         attn = _int_tuple("attention_resolutions", self.attention_resolutions, 1)
         for r in attn:
@@ -172,7 +152,7 @@ class Config:
         if len(set(attn)) != len(attn):
             raise ValueError(f"attention_resolutions must not repeat an entry, got {attn}")
         put("attention_resolutions", attn)
-        heads = _int("num_heads", self.num_heads, 1)
+        heads = check_int("num_heads", self.num_heads, 1)
         for r in attn:
             ch = base * mults[levels.index(r)]
             if ch % heads != 0:
@@ -180,10 +160,10 @@ class Config:
                     f"num_heads must divide the {ch} channels at attention resolution {r}, "
                     f"got num_heads={heads}"
                 )
-        put("dropout", _float("dropout", self.dropout, 0.0, 1.0, lo_open=False, hi_open=True))
+        put("dropout", check_number("dropout", self.dropout, 0.0, 1.0, hi_open=True))
         if self.num_classes is not None:
-            _int("num_classes", self.num_classes, 1)
-        groups = _int("norm_groups", self.norm_groups, 1)
+            check_int("num_classes", self.num_classes, 1)
+        groups = check_int("norm_groups", self.norm_groups, 1)
         for ch in (base, *(base * m for m in mults)):
             if ch % groups != 0:
                 raise ValueError(
@@ -191,26 +171,26 @@ class Config:
                     f"{sorted({base, *(base * m for m in mults)})}, got norm_groups={groups}"
                 )
         # diffusion
-        _int("T", self.T, 1)
+        check_int("T", self.T, 1)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        put("beta_1", _float("beta_1", self.beta_1, 0.0, 1.0, lo_open=True, hi_open=True))
-        put("beta_T", _float("beta_T", self.beta_T, 0.0, 1.0, lo_open=True, hi_open=True))
+        put("beta_1", check_number("beta_1", self.beta_1, 0.0, 1.0, lo_open=True, hi_open=True))
+        put("beta_T", check_number("beta_T", self.beta_T, 0.0, 1.0, lo_open=True, hi_open=True))
         if self.beta_T < self.beta_1:
             raise ValueError(
                 f"beta_T must be in [beta_1, 1) = [{self.beta_1}, 1), got {self.beta_T}"
             )
         # training
-        _int("batch_size", self.batch_size, 1)
-        put("lr", _float("lr", self.lr, 0.0, math.inf, lo_open=True, hi_open=True))
-        wd = _float("weight_decay", self.weight_decay, 0.0, math.inf, lo_open=False, hi_open=True)
+        check_int("batch_size", self.batch_size, 1)
+        put("lr", check_number("lr", self.lr, 0.0, lo_open=True))
+        wd = check_number("weight_decay", self.weight_decay, 0.0)
         put("weight_decay", wd)
-        _int("warmup_steps", self.warmup_steps, 0)
+        check_int("warmup_steps", self.warmup_steps, 0)
         if self.grad_clip is not None:
-            clip = _float("grad_clip", self.grad_clip, 0.0, math.inf, lo_open=True, hi_open=True)
+            clip = check_number("grad_clip", self.grad_clip, 0.0, lo_open=True)
             put("grad_clip", clip)
-        put("ema_decay", _float("ema_decay", self.ema_decay, 0.0, 1.0, lo_open=False, hi_open=True))
-        p = _float("label_dropout", self.label_dropout, 0.0, 1.0, lo_open=False, hi_open=True)
+        put("ema_decay", check_number("ema_decay", self.ema_decay, 0.0, 1.0, hi_open=True))
+        p = check_number("label_dropout", self.label_dropout, 0.0, 1.0, hi_open=True)
         put("label_dropout", p)
         if self.num_classes is None and p != 0.0:
             raise ValueError(
@@ -220,8 +200,8 @@ class Config:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True or False, got {self.compile!r}")
-        _int("train_steps", self.train_steps, 1)
-        _int("seed", self.seed, 0, 2**63 - 1)
+        check_int("train_steps", self.train_steps, 1)
+        check_int("seed", self.seed, 0, 2**63 - 1)
 
     @property
     def resolutions(self) -> tuple[int, ...]:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ddpm_lib import io
+from ddpm_lib._validate import check_int, check_number
 from ddpm_lib.config import PRESETS, Config, get_config
 from ddpm_lib.train.arguments import ParameterError, check_run_dir
 
@@ -48,19 +48,23 @@ _FLAGS = {
 }
 
 
-def _number(kind: type, lo: float, strict: bool):
+def _number(name: str, integer: bool, lo: int = 1):
+    """An argparse type: the text as an int ``>= lo`` (or a finite float ``> 0``), checked by
+    :func:`ddpm_lib._validate.check_int` (or ``check_number``), whose message names ``name``."""
+
     def parse(text: str):
         try:
-            value = kind(text)
+            value: object = int(text) if integer else float(text)
         except ValueError:
-            value = None
-        ok = value is not None and math.isfinite(value) and (value > lo if strict else value >= lo)
-        if not ok:
-            what = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(
-                f"must be {what} {'>' if strict else '>='} {lo}, got {text!r}"
+            value = text
+        try:
+            return (
+                check_int(name, value, lo)
+                if integer
+                else check_number(name, value, 0, lo_open=True)
             )
-        return value
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
     return parse
 
@@ -94,41 +98,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="run directory")
     p.add_argument(
         "--steps",
-        type=_number(int, 0, True),
+        type=_number("steps", True),
         default=None,
         help="total optimiser steps of the run (default: config.train_steps)",
     )
     p.add_argument(
         "--epochs",
-        type=_number(float, 0, True),
+        type=_number("epochs", False),
         default=None,
         help="stop after this many passes over the data",
     )
     p.add_argument(
         "--max-seconds",
-        type=_number(float, 0, True),
+        type=_number("max_seconds", False),
         default=None,
         help="wall-clock budget of this invocation's training loop",
     )
     p.add_argument(
         "--seed",
-        type=_number(int, 0, False),
+        type=_number("seed", True, 0),
         default=None,
         help="seed of every random draw (default: the config's seed)",
     )
     p.add_argument(
         "--checkpoint-every",
-        type=_number(int, 0, True),
+        type=_number("checkpoint_every", True),
         default=1000,
         help="write checkpoint.safetensors every K steps (and at the end)",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if any)")
-    p.add_argument("--batch-size", type=_number(int, 0, True), default=None, help="override")
-    p.add_argument("--lr", type=_number(float, 0, True), default=None, help="override peak lr")
+    p.add_argument("--batch-size", type=_number("batch_size", True), default=None, help="override")
+    p.add_argument("--lr", type=_number("lr", False), default=None, help="override peak lr")
     p.add_argument(
         "--limit-data",
-        type=_number(int, 0, True),
+        type=_number("limit_data", True),
         default=None,
         help="train on the first N MNIST training images only (tests, quick runs)",
     )

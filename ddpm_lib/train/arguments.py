@@ -7,13 +7,13 @@ parsing the message.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import torch
 
 from ddpm_lib import io
+from ddpm_lib._validate import check_int, check_number
 
 __all__ = [
     "ParameterError",
@@ -33,12 +33,12 @@ class ParameterError(ValueError):
 
 
 def check_positive(name: str, value: object, integer: bool) -> None:
-    """``value`` must be a finite number (an int if ``integer``) > 0."""
-    kinds = (int,) if integer else (int, float)
-    ok = not isinstance(value, bool) and isinstance(value, kinds)
-    if not ok or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type]
-        kind = "integer" if integer else "number"
-        raise ParameterError(name, f"{name} must be a finite {kind} > 0 (or None), got {value!r}")
+    """``value`` must be an int >= 1 (``integer``) or a finite number > 0
+    (:func:`ddpm_lib._validate.check_int` / ``check_number``), else a :class:`ParameterError`."""
+    try:
+        check_int(name, value, 1) if integer else check_number(name, value, 0, lo_open=True)
+    except ValueError as err:
+        raise ParameterError(name, str(err)) from None
 
 
 def check_run_dir(out_dir: str | os.PathLike[str], resume: bool) -> Path:
