@@ -24,6 +24,7 @@ from ._validate import (
     check_batch,
     check_choice,
     check_eps,
+    check_number,
     check_same_shape,
     check_t,
     check_tensor,
@@ -401,8 +402,7 @@ class Diffusion:
         :math:`\sqrt{\tilde\beta_t}`, ``s = 0`` gives 0. ``t`` in ``[1, T]``, ``s`` in ``[0, t)``."""
         t = check_t(t, 1, self.T)
         s = check_t(s, 0, t - 1, "s")
-        if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
+        check_number("eta", eta, 0, 1)
         ab_t, ab_s = float(self.alpha_bars[t]), float(self.alpha_bars[s])
         return float(eta) * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)) ** 0.5
 
@@ -442,16 +442,14 @@ class Diffusion:
         ``var0`` (a number >= 0): the one-step rule :math:`v_t = (1-\beta_t)\,v_{t-1} + \beta_t` of
         Ho et al. 2020, Eq. 2 telescopes to :math:`1 - v_t = \bar\alpha_t\,(1 - v_0)`.
         Returns float64 ``[T + 1]`` with index 0 = ``var0``."""
-        if isinstance(var0, bool) or not isinstance(var0, int | float) or not var0 >= 0:
-            raise ValueError(f"var0 must be a number >= 0, got {var0!r}")
+        check_number("var0", var0, 0)
         return 1.0 - self.alpha_bars * (1.0 - float(var0))
 
     def first_t_snr_below(self, level: float = 1.0) -> int:
         r"""The first step ``t`` in ``[1, T]`` with :math:`\mathrm{SNR}(t) = \bar\alpha_t /
         (1-\bar\alpha_t) <` ``level`` (a number > 0; Kingma et al. 2021). For ``level = 1``: where
         noise starts to dominate, :math:`\bar\alpha_t < 1/2`. ValueError if it never does."""
-        if isinstance(level, bool) or not isinstance(level, int | float) or not level > 0:
-            raise ValueError(f"level must be a number > 0, got {level!r}")
+        check_number("level", level, 0, lo_open=True)
         below = torch.nonzero(self.snrs[1:] < level)
         if below.numel() == 0:
             raise ValueError(
@@ -463,6 +461,5 @@ class Diffusion:
     def fraction_snr_below(self, level: float) -> float:
         r"""The fraction of the steps ``t = 1..T`` with :math:`\mathrm{SNR}(t) <` ``level`` (a number
         > 0): for a small level, the share of the chain spent on almost pure noise."""
-        if isinstance(level, bool) or not isinstance(level, int | float) or not level > 0:
-            raise ValueError(f"level must be a number > 0, got {level!r}")
+        check_number("level", level, 0, lo_open=True)
         return float((self.snrs[1:] < level).double().mean())

@@ -80,7 +80,7 @@ def test_variance_trajectory_iterates_the_one_step_rule():
     assert torch.allclose(got, torch.tensor(v, dtype=torch.float64), rtol=1e-12)
     assert d.variance_trajectory(1.0).sub(1).abs().max() < 1e-12  # unit variance is kept
     for bad in (-0.1, float("nan"), True, "1"):
-        with pytest.raises(ValueError, match="var0 must be a number >= 0"):
+        with pytest.raises(ValueError, match="var0 must be a finite number >= 0"):
             d.variance_trajectory(bad)
 
 
@@ -99,9 +99,9 @@ def test_first_t_snr_below_refuses_unreachable_and_bad_levels():
     with pytest.raises(ValueError, match="never falls below"):
         short.first_t_snr_below(1.0)
     for bad in (0, -1.0, True, "1"):
-        with pytest.raises(ValueError, match="level must be a number > 0"):
+        with pytest.raises(ValueError, match="level must be a finite number > 0"):
             short.first_t_snr_below(bad)
-        with pytest.raises(ValueError, match="level must be a number > 0"):
+        with pytest.raises(ValueError, match="level must be a finite number > 0"):
             short.fraction_snr_below(bad)
 
 

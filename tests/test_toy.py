@@ -257,7 +257,7 @@ def test_point_data_references_refuse_bad_input(linear):
         toy.data_posterior(linear, 0.0, 5, [])
     with pytest.raises(ValueError, match=r"t must be an integer in \[1, 1000\], got 1001"):
         toy.data_posterior(linear, 0.0, 1001, [0.0])
-    with pytest.raises(ValueError, match="n must be an integer >= 10"):
+    with pytest.raises(ValueError, match="n must be an int >= 10, got 3"):
         toy.regress_posterior(linear, 0.0, 5, 3)
     with pytest.raises(TypeError, match="t must be an int"):
         toy.regress_posterior(linear, 0.0, 5.0, 100)

@@ -128,7 +128,7 @@ def test_draw_snr(fig, pair):
     assert band.get_path().get_extents(band.get_patch_transform()).y1 == pytest.approx(
         math.log(1e-2)
     )
-    with pytest.raises(ValueError, match="level must be a number > 0"):
+    with pytest.raises(ValueError, match="level must be a finite number > 0"):
         cf.draw_snr(plt.figure(), pair, level=0.0)
 
 

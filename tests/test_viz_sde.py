@@ -99,7 +99,7 @@ def test_sde_frames_bad_input(d, mixture):
         V.sde_frames(model, d, mixture, [])
     with pytest.raises(ValueError, match="steps must be an int >= 2"):
         V.sde_frames(model, d, mixture, [0.5], steps=1)
-    with pytest.raises(ValueError, match="lim must be a number > 0"):
+    with pytest.raises(ValueError, match="lim must be a finite number > 0"):
         V.sde_frames(model, d, mixture, [0.5], lim=0)
 
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from .._validate import check_choice, check_tensor
+from .._validate import check_choice, check_int, check_tensor
 from ..diffusion import Diffusion, EpsModel, randn_like
 from ..losses import discretized_gaussian_log_likelihood, mean_flat
 from .vlb import check_decoder, prior_bpd, reverse_variances, step_terms
@@ -186,10 +186,8 @@ def vlb_estimates(
         raise ValueError(f"vlb_estimate needs T >= 2 (the middle terms), got T = {T}")
     if n < 2:
         raise ValueError(f"x0 must hold at least 2 examples for a standard error, got {n}")
-    if isinstance(n_t, bool) or not isinstance(n_t, int) or not 1 <= n_t <= T - 1:
-        raise ValueError(f"n_t must be an int in [1, {T - 1}] (T - 1 middle terms), got {n_t!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int("n_t", n_t, 1, T - 1)
+    check_int("batch_size", batch_size, 1)
     check_choice("strata", strata, STRATA)
     if isinstance(variances, str | torch.Tensor) or len(variances) == 0:
         raise ValueError(f"variances must be a non-empty list or tuple, got {variances!r}")
@@ -329,8 +327,7 @@ def loss_by_t_bucket(
     T, B = diffusion.T, x0.shape[0]
     if B < 2:
         raise ValueError(f"x0 must hold at least 2 examples for a standard error, got {B}")
-    if isinstance(n_buckets, bool) or not isinstance(n_buckets, int) or not 1 <= n_buckets <= T:
-        raise ValueError(f"n_buckets must be an int in [1, {T}], got {n_buckets!r}")
+    check_int("n_buckets", n_buckets, 1, T)
     edges = torch.linspace(0, T, n_buckets + 1, dtype=torch.float64).round().long()
     t_lo, t_hi = 1 + edges[:-1], edges[1:]
     gen_device = generator.device if generator is not None else torch.device("cpu")

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from .._validate import check_int
 from ..models.classifier import MNISTClassifier
 from .classifier import check_images, load_classifier, predict
 
@@ -219,8 +220,7 @@ def fid_floor(n: int, classifier: MNISTClassifier | None = None, seed: int = FLO
     the score of a perfect generator with ``n`` samples. Cached per (weights, n, seed)."""
     from ddpm_lib.data import images_to_model, load_mnist
 
-    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= 60000:
-        raise ValueError(f"n must be an integer in [2, 60000] (the training set size), got {n!r}")
+    check_int("n", n, 2, 60000)
     classifier = classifier if classifier is not None else _default_classifier()
     key = (_fingerprint(classifier), n, seed)
     if key not in _FLOORS:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpm_lib._validate import batch_index
+from ddpm_lib._validate import batch_index, check_int
 from ddpm_lib.models.layers import timestep_embedding
 
 __all__ = ["MLPConfig", "MLPEps"]
@@ -46,12 +46,6 @@ class MLPConfig(NamedTuple):
     depth: int
     emb_dim: int
     num_classes: int | None
-
-
-def _positive_int(name: str, value: object, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-    return value
 
 
 class MLPEps(nn.Module):
@@ -80,12 +74,12 @@ class MLPEps(nn.Module):
         num_classes: int | None = None,
     ) -> None:
         super().__init__()
-        _positive_int("dim", dim, 1)
-        _positive_int("hidden", hidden, 1)
-        _positive_int("depth", depth, 1)
-        _positive_int("emb_dim", emb_dim, 2)
+        check_int("dim", dim, 1)
+        check_int("hidden", hidden, 1)
+        check_int("depth", depth, 1)
+        check_int("emb_dim", emb_dim, 2)
         if num_classes is not None:
-            _positive_int("num_classes", num_classes, 1)
+            check_int("num_classes", num_classes, 1)
         self.config = MLPConfig(dim, hidden, depth, emb_dim, num_classes)
         self.null_label: int | None = num_classes
         self.time_proj = nn.Linear(emb_dim, hidden)

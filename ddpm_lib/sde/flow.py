@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from .._validate import check_tensor
+from .._validate import check_int, check_number, check_tensor
 from .vpsde import VPSDE
 
 if TYPE_CHECKING:
@@ -39,15 +39,13 @@ class Flow(NamedTuple):
 
 
 def _check_tau(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, float | int) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return check_number(name, value, 0, 1, lo_open=True, hi_open=True)
     return float(value)
 
 
 def _check_tols(rtol: float, atol: float, method: str) -> None:
     for name, tol in (("rtol", rtol), ("atol", atol)):
-        if isinstance(tol, bool) or not isinstance(tol, float | int) or not tol > 0:
-            raise ValueError(f"{name} must be a number > 0, got {tol!r}")
+        check_number(name, tol, 0, lo_open=True)
     if method not in _ODE_METHODS:
         raise ValueError(f"method must be one of {_ODE_METHODS}, got {method!r}")
 
@@ -223,8 +221,7 @@ def log_likelihood(
     _check_tols(rtol, atol, method)
     if trace not in ("auto", "exact", "hutchinson"):
         raise ValueError(f"trace must be 'auto', 'exact' or 'hutchinson', got {trace!r}")
-    if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
-        raise ValueError(f"n_probes must be an int >= 1, got {n_probes!r}")
+    check_int("n_probes", n_probes, 1)
     if bin_width is not None and not (isinstance(bin_width, float | int) and bin_width > 0):
         raise ValueError(f"bin_width must be a number > 0 or None, got {bin_width!r}")
     tau_start = _check_tau("tau_start", tau_start)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
-from .._validate import check_tensor, check_time
+from .._validate import check_int, check_tensor, check_time
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
@@ -161,8 +161,7 @@ class VPSDE:
         :math:`\mathbf x \leftarrow \mathbf x + f(\mathbf x, \tau)h + g(\tau)\sqrt h\,\mathbf z`
         (:math:`f, g` at the step's start). Returns :math:`\mathbf x(\tau_\text{end})`."""
         x = check_tensor("x0", x0)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        check_int("steps", steps, 1)
         tau_end = float(self._tau(float(tau_end)))
         h = tau_end / steps
         for i in range(steps):

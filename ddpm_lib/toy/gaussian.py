@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from .._validate import check_t
+from .._validate import check_number, check_t
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
@@ -32,8 +32,7 @@ class ReverseKernels(NamedTuple):
 
 def _gaussian_args(m: float, s: float) -> tuple[float, float]:
     for name, v in (("m", m), ("s", s)):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ValueError(f"{name} must be a finite number, got {v!r}")
+        check_number(name, v)
     if not s > 0:
         raise ValueError(f"s must be > 0 (the data's standard deviation), got {s!r}")
     return float(m), float(s)

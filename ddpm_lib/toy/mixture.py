@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from .._validate import check_t, check_time
+from .._validate import check_int, check_t, check_time
 from ..sde.vpsde import ContinuousSchedule
 
 if TYPE_CHECKING:
@@ -111,8 +111,7 @@ class GaussianMixture:
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``n`` draws: a component ``k`` with probability ``weights[k]``, then its Gaussian noise.
         Returns float64 ``[n, D]`` (and the components, int64 ``[n]``, if ``return_labels``)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        check_int("n", n, 1)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.D, generator=generator, dtype=torch.float64)
         x = self.means[k] + self.stds[k, None] * z

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
-from .._validate import check_t
+from .._validate import check_int, check_t
 from .mixture import GaussianMixture
 
 if TYPE_CHECKING:
@@ -150,8 +150,7 @@ def regress_posterior(
     :math:`x_0` one times :math:`x_0`) and the residual variance :math:`\approx\tilde\beta_t`.
     ``t`` in ``[2, T]``, ``n >= 10``."""
     t = _step(d, t, 2)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 10:
-        raise ValueError(f"n must be an integer >= 10, got {n}")
+    check_int("n", n, 10)
     x0s = torch.full((n, 1), float(x0), dtype=torch.float64)
     x_prev = d.q_sample(x0s, t - 1, generator=generator)
     x_t = d.q_step(x_prev, t, generator=generator)

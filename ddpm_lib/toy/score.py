@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from .._validate import check_same_shape, check_steps
+from .._validate import check_int, check_same_shape, check_steps
 from .mixture import GaussianMixture, check_alpha_bar
 
 if TYPE_CHECKING:
@@ -111,8 +111,7 @@ def score_error(
     if not callable(model):
         raise ValueError(f"model must be callable (an ε-model), got {type(model).__name__}")
     steps = check_steps(ts, 1, diffusion.T)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
+    check_int("n", n, 2)
     rmse, rel = [], []
     for t in steps:
         x_t = diffusion.q_sample(mixture.sample(n, generator), t, generator=generator)

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import torch
 
+from ddpm_lib._validate import check_int
 from ddpm_lib.config import Config
 from ddpm_lib.train.arguments import ParameterError
 
@@ -39,10 +40,10 @@ def prepare_data(data: object, config: Config, limit_data: int | None) -> Datase
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"data images must be a torch.Tensor, got {type(images).__name__}")
     if limit_data is not None:
-        if isinstance(limit_data, bool) or not isinstance(limit_data, int) or limit_data < 1:
-            raise ParameterError(
-                "limit_data", f"limit_data must be an integer >= 1 (or None), got {limit_data!r}"
-            )
+        try:
+            check_int("limit_data", limit_data, 1)
+        except ValueError as err:
+            raise ParameterError("limit_data", str(err)) from None
         if limit_data > images.shape[0]:
             raise ParameterError(
                 "limit_data", f"limit_data must be in [1, {images.shape[0]}], got {limit_data}"

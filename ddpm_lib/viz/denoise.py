@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from .._validate import check_steps, check_tensor
+from .._validate import check_int, check_steps, check_tensor
 from ..diffusion import Diffusion, EpsModel
 from ..sample import Trajectory
 from ._live import explore
@@ -77,8 +77,7 @@ def denoise_steps(
 def draw_denoising(fig, t: int, *, frames: Denoised, n_show: int = 8) -> None:
     r"""Two rows for the first ``n_show`` digits of ``frames`` at step ``t`` (one of
     ``frames.steps``): top :math:`x_t`, bottom the model's :math:`\hat x_0`."""
-    if isinstance(n_show, bool) or not isinstance(n_show, int) or n_show < 1:
-        raise ValueError(f"n_show must be an int >= 1, got {n_show!r}")
+    check_int("n_show", n_show, 1)
     k = frame_index(frames.steps, t, "t", "the kept steps")
     n = min(n_show, frames.x_t.shape[1])
     axes = fig.subplots(2, n, squeeze=False)
@@ -94,16 +93,14 @@ def draw_denoising(fig, t: int, *, frames: Denoised, n_show: int = 8) -> None:
 def explore_denoising(frames: Denoised, n_show: int = 8, static: bool | None = None):
     """The denoising explorer (:func:`draw_denoising`) with a ``t`` slider over ``frames.steps``;
     in the static book an animation over them (see :func:`ddpm_lib.viz.explore`)."""
-    if isinstance(n_show, bool) or not isinstance(n_show, int) or n_show < 1:
-        raise ValueError(f"n_show must be an int >= 1, got {n_show!r}")
+    check_int("n_show", n_show, 1)
     draw = partial(draw_denoising, frames=frames, n_show=n_show)
     width = 1.1 * min(n_show, frames.x_t.shape[1]) + 0.4
     return explore(draw, {"t": frames.steps.tolist()}, "t", figsize=(width, 2.6), static=static)
 
 
 def _check_index(index: int, n: int) -> None:
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
-        raise ValueError(f"index must be an int in [0, {n - 1}], got {index!r}")
+    check_int("index", index, 0, n - 1)
 
 
 def draw_trajectory(fig, t: int, *, trajectory: Trajectory, index: int = 0) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .. import sample
-from .._validate import check_int
+from .._validate import check_int, check_number
 from ..config import IMAGE_CHANNELS, IMAGE_SIZE
 from ..diffusion import Diffusion
 from ._live import explore
@@ -248,8 +248,7 @@ def make_mask(
         mask[..., lo:hi, lo:hi] = 0
     else:
         frac = hidden_fraction
-        if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0 <= frac <= 1:
-            raise ValueError(f"hidden_fraction must be a number in [0, 1], got {frac!r}")
+        check_number("hidden_fraction", frac, 0, 1)
         hidden = torch.randperm(s * s, generator=generator)[: round(frac * s * s)]
         mask.view(-1)[hidden] = 0
     return mask

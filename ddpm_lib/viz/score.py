@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .._validate import check_int, check_steps, check_tensor
+from .._validate import check_int, check_number, check_steps, check_tensor
 from ..diffusion import Diffusion, EpsModel
 from ..toy import GaussianMixture
 from ._live import explore
@@ -83,8 +83,7 @@ def score_fields(
     steps = check_steps(ts, 1, diffusion.T)
     check_int("grid", grid, 2)
     check_int("density_grid", density_grid, 2)
-    if isinstance(lim, bool) or not isinstance(lim, int | float) or not 0 < lim < float("inf"):
-        raise ValueError(f"lim must be a number > 0, got {lim!r}")
+    check_number("lim", lim, 0, lo_open=True)
     coords = torch.linspace(-lim, lim, grid, dtype=torch.float64)
     fine = torch.linspace(-lim, lim, density_grid, dtype=torch.float64)
     pts, fine_pts = grid_points(coords), grid_points(fine)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import sample
-from .._validate import check_int
+from .._validate import check_int, check_number
 from ..diffusion import Diffusion, EpsModel
 from ..sde import VPSDE, solve_flow
 from ..toy import GaussianMixture
@@ -66,8 +66,7 @@ def _check_taus(taus: Sequence[float]) -> list[float]:
     if not values:
         raise ValueError("taus must name at least one time in [0, 1]")
     for tau in values:
-        if isinstance(tau, bool) or not isinstance(tau, int | float) or not 0.0 <= tau <= 1.0:
-            raise ValueError(f"every tau in taus must be a number in [0, 1], got {tau!r}")
+        check_number("every tau in taus", tau, 0, 1)
     if len(set(float(v) for v in values)) != len(values):
         raise ValueError(f"taus must be distinct, got {values}")
     return sorted((float(v) for v in values), reverse=True)
@@ -145,8 +144,7 @@ def sde_frames(
     for name, value, lo in (("n_paths", n_paths, 1), ("grid", grid, 2),
                             ("density_grid", density_grid, 2), ("steps", steps, 2)):  # fmt: skip
         check_int(name, value, lo)
-    if isinstance(lim, bool) or not isinstance(lim, int | float) or not 0 < lim < float("inf"):
-        raise ValueError(f"lim must be a number > 0, got {lim!r}")
+    check_number("lim", lim, 0, lo_open=True)
     sde = VPSDE(diffusion)
     dtype = _state_dtype(model)
     coords = torch.linspace(-lim, lim, grid, dtype=torch.float64)

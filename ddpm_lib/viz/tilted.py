@@ -9,7 +9,6 @@ every sample from the library's sampler.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import sample
-from .._validate import check_int
+from .._validate import check_int, check_number
 from ..diffusion import Diffusion
 from ..toy import GaussianMixture, MixtureClassifier
 from ._live import explore
@@ -80,13 +79,11 @@ def tilted_frames(
     :math:`t = 0` tilted density (the picture shows by how much)."""
     if not isinstance(mixture, GaussianMixture) or mixture.D != 2:
         raise ValueError(f"mixture must be a 2-D toy.GaussianMixture, got {mixture!r}")
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < mixture.K:
-        raise ValueError(f"label must be an int in [0, {mixture.K - 1}], got {label!r}")
+    check_int("label", label, 0, mixture.K - 1)
     gammas = check_scales(gammas, "gammas")
     for name, value, lo in (("n", n, 1), ("steps", steps, 1), ("grid", grid, 2)):
         check_int(name, value, lo)
-    if isinstance(lim, bool) or not isinstance(lim, int | float) or not 0 < lim < math.inf:
-        raise ValueError(f"lim must be a number > 0, got {lim!r}")
+    check_number("lim", lim, 0, lo_open=True)
     coords = torch.linspace(-lim, lim, grid, dtype=torch.float64)
     pts = grid_points(coords)
     cell = float(coords[1] - coords[0]) ** 2

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._validate import check_int
 from ..book import static_output
 from ..sample import IMAGE_SHAPE, ddim
 from ..train.progress import TrainProgress
@@ -71,8 +72,7 @@ class LiveTraining:
     def __init__(self, n: int = 16, steps: int = 10, seed: int = 0,
                  static: bool | None = None, figsize: tuple[float, float] = (9.0, 3.4)):  # fmt: skip
         for name, value, lo in (("n", n, 0), ("steps", steps, 1), ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+            check_int(name, value, lo)
         self.n, self.steps, self.figsize = n, steps, figsize
         self.static = static_output() if static is None else bool(static)
         self._x_T = torch.randn((n, *IMAGE_SHAPE), generator=torch.Generator().manual_seed(seed))
