@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import schedule
-from .._validate import check_steps, check_tensor
+from .._validate import check_number, check_steps, check_tensor
 from ..diffusion import Diffusion
 
 __all__ = [
@@ -134,8 +134,7 @@ def check_scales(values: Sequence[float], name: str) -> list[float]:
     if not values:
         raise ValueError(f"{name} must name at least one scale")
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ValueError(f"every entry of {name} must be a finite number, got {v!r}")
+        check_number(f"every entry of {name}", v)
     if len({float(v) for v in values}) != len(values):
         raise ValueError(f"{name} must be distinct, got {values}")
     return sorted(float(v) for v in values)
