@@ -37,7 +37,7 @@ import torch
 import ddpm_lib
 from ddpm_lib import sample
 from ddpm_lib.data import images_to_model, load_mnist
-from ddpm_lib.metrics import fid_floor, load_classifier, mnist_fid, predict
+from ddpm_lib.metrics import fid_floor, load_classifier, mnist_fid, predict, within_class_spread
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from samplers import Counted, load_average, machine, save  # noqa: E402
@@ -85,18 +85,6 @@ class Setup:
         idx = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(seed))[:n]
         self.test_x = images_to_model(test.images[idx])
         self.test_y = torch.as_tensor(test.labels)[idx].long()
-
-
-def diversity(x: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean pairwise L2 distance between images of the same label, averaged over labels."""
-    values = []
-    for k in labels.unique():
-        xs = x[labels == k].flatten(1)
-        if xs.shape[0] >= 2:
-            dist = torch.cdist(xs, xs)
-            m = xs.shape[0]
-            values.append(float(dist.sum() / (m * (m - 1))))
-    return sum(values) / len(values) if values else float("nan")
 
 
 def _ddim(s: Setup, **kw) -> torch.Tensor:
@@ -212,7 +200,7 @@ def run_row(name: str, s: Setup) -> dict:
         "fid": round(fid.fid, 3),
         "fid_floor": round(fid.floor, 3),
         "class_counts": torch.bincount(pred, minlength=10).tolist(),
-        "diversity": round(diversity(x, want), 4),
+        "diversity": round(within_class_spread(x, want), 4),
         "x0_outside_fraction": round(sum(record) / max(len(record), 1), 5),
         "x0_outside_by_step": [round(v, 5) for v in record],
         "network_calls": nfe,
@@ -261,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     data["runs"].append(run)
     s = Setup(args.n, args.seed, args.steps)
     data["fid_floor"] = round(fid_floor(args.n, s.evaluator), 3)
-    data["diversity_real"] = round(diversity(s.test_x, s.test_y), 4)
+    data["diversity_real"] = round(within_class_spread(s.test_x, s.test_y), 4)
     save(args.out, data)
     print(f"n = {args.n}, FID floor {data['fid_floor']:.2f}, diversity {data['diversity_real']}")
     for name in args.rows:

@@ -12,7 +12,6 @@ from scipy import stats
 from ddpm_lib import sample, schedule, toy
 from ddpm_lib.diffusion import Diffusion
 from ddpm_lib.models.classifier import NoisyClassifier
-from tests.mixture_helpers import ks_per_coordinate
 
 LABEL = 0
 
@@ -109,22 +108,20 @@ SLOW = pytest.mark.slow
 )
 def test_gamma_one_samples_the_exact_conditional(problem, name):
     g = problem[1]
-    p = ks_per_coordinate(_component(g, LABEL), _guided(name, problem, 1.0))
+    p = toy.ks_per_coordinate(_guided(name, problem, 1.0), _component(g, LABEL))
     assert min(p) > 1e-3, p
 
 
 def test_the_conditional_test_has_power(problem):
     """Unguided samples (γ = 0) are the whole mixture: the same test must reject them."""
     g = problem[1]
-    assert min(ks_per_coordinate(_component(g, LABEL), _guided("ddim", problem, 0.0))) < 1e-6
+    assert min(toy.ks_per_coordinate(_guided("ddim", problem, 0.0), _component(g, LABEL))) < 1e-6
 
 
 def _tilted(g: toy.GaussianMixture, gamma: float, n: int, seed: int) -> torch.Tensor:
     """Exact draws of p(x) p(y | x)^γ / Z by sampling-importance-resampling from 400k draws."""
     gen = torch.Generator().manual_seed(seed)
-    pool = g.sample(400_000, generator=gen)
-    w = (gamma * g.class_log_prob(pool, 1.0)[:, LABEL]).exp()
-    return pool[torch.multinomial(w / w.sum(), n, replacement=True, generator=gen)]
+    return g.tilted_sample(n, LABEL, gamma, pool=400_000, generator=gen)
 
 
 def _two_sample_p(a: torch.Tensor, b: torch.Tensor) -> list[float]:

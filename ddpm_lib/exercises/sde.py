@@ -217,22 +217,6 @@ def step_count_given() -> dict[str, Any]:
     return {"choices": (10, 30, 100, 300, 1000), "n": 2000, "seed": 0, "p_min": 0.01}
 
 
-def _ks_pvalues(mixture: toy.GaussianMixture, samples: torch.Tensor) -> list[float]:
-    """Kolmogorov–Smirnov p-value of each coordinate against the mixture's exact marginal (a
-    coordinate of an isotropic mixture is a 1-D mixture)."""
-    from scipy import stats
-
-    out = []
-    for j in range(mixture.D):
-        marginal = toy.GaussianMixture(mixture.weights, mixture.means[:, j : j + 1], mixture.stds)
-
-        def cdf(v, m=marginal):
-            return m.cdf(torch.as_tensor(v, dtype=torch.float64)[:, None]).numpy()
-
-        out.append(float(stats.kstest(samples[:, j].numpy(), cdf).pvalue))
-    return out
-
-
 @functools.lru_cache(maxsize=1)
 def _smallest_passing_steps() -> int:
     p = step_count_given()
@@ -243,7 +227,7 @@ def _smallest_passing_steps() -> int:
         gen = torch.Generator().manual_seed(p["seed"])
         x1 = torch.randn(p["n"], 2, generator=gen, dtype=torch.float64)
         x = sample.reverse_sde(model, d, x_T=x1, steps=steps, generator=gen, clip_samples=False)
-        if min(_ks_pvalues(mix, x)) > p["p_min"]:
+        if min(toy.ks_per_coordinate(x, mix)) > p["p_min"]:
             return steps
     raise RuntimeError(f"no number of steps in {p['choices']} passes the test")
 

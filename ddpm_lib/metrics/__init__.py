@@ -1,4 +1,5 @@
-"""Evaluation of MNIST generators: a small classifier, its accuracy, and an MNIST FID with a floor.
+"""Evaluation of MNIST generators: a small classifier, its accuracy, an MNIST FID with a floor, and the
+within-class spread.
 
 >>> from ddpm_lib.metrics import mnist_fid, class_accuracy
 >>> r = mnist_fid(samples)   # samples float [N, 1, 28, 28] in [-1, 1]
@@ -21,6 +22,7 @@ from .fid import (
     frechet_distance,
     mnist_fid,
     reference_stats,
+    within_class_spread,
 )
 
 __all__ = [
@@ -35,4 +37,5 @@ __all__ = [
     "mnist_fid",
     "predict",
     "reference_stats",
+    "within_class_spread",
 ]

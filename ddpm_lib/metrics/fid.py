@@ -14,6 +14,9 @@ numbers are **not** comparable with ImageNet/CIFAR FIDs in papers. To make them 
 :func:`mnist_fid` always returns a *floor* next to the FID: the FID of ``n`` real training images
 against the test set, i.e. what a perfect generator would score with the same number of samples
 (FID is biased upward at small ``n``).
+
+With it, the other two columns of chapter 7's guidance tables: :func:`class_accuracy` (does a
+sample show its class?) and :func:`within_class_spread` (how different are two samples of one class?).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "fid_floor",
     "mnist_fid",
     "class_accuracy",
+    "within_class_spread",
     "FLOOR_SEED",
     "SQRTM_EPS",
 ]
@@ -276,3 +280,29 @@ def class_accuracy(
             f"labels must lie in [0, {k - 1}], got [{int(labels.min())}, {int(labels.max())}]"
         )
     return float((predict(classifier, samples) == labels.cpu()).double().mean())
+
+
+def within_class_spread(x: torch.Tensor, labels: torch.Tensor) -> float:
+    r"""The mean distance between two different samples of the same label, averaged over the
+    labels with at least two samples (chapter 7's "within-class spread", the diversity column of
+    ``benchmarks/guidance.py``; it shrinks as guidance trades variety for class fidelity):
+
+    .. math:: \frac{1}{|\mathcal K|} \sum_{k \in \mathcal K} \frac{1}{n_k (n_k - 1)}
+        \sum_{i \ne j,\ y_i = y_j = k} \lVert x_i - x_j \rVert_2
+
+    over the set :math:`\mathcal K` of labels with :math:`n_k \ge 2`. ``x`` ``[N, ...]`` (e.g.
+    images ``[N, 1, 28, 28]``, flattened per sample), ``labels`` integer ``[N]``; returns a float,
+    NaN when no label has two samples."""
+    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point or x.dim() < 2:
+        raise TypeError(f"x must be a floating-point torch.Tensor [N, ...], got {x!r:.80}")
+    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point:
+        raise TypeError(f"labels must be an integer tensor, got {labels!r:.80}")
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"labels must have shape [{x.shape[0]}], got {list(labels.shape)}")
+    values = []
+    for k in labels.unique():
+        xs = x[labels == k].flatten(1)
+        m = xs.shape[0]
+        if m >= 2:  # the diagonal of cdist is 0: the sum covers the m (m - 1) ordered pairs
+            values.append(float(torch.cdist(xs, xs).sum() / (m * (m - 1))))
+    return sum(values) / len(values) if values else float("nan")

@@ -8,7 +8,12 @@ r"""Toy data whose diffusion is solvable exactly: the references the book checks
   optimal ε-model (chapter 5). Defined in :mod:`ddpm_lib.toy.mixture`, re-exported here, with
   :func:`two_d_mixture` (chapter 5's data in the plane) and, from :mod:`ddpm_lib.toy.score`,
   :func:`tweedie_x0` (Tweedie's denoiser from any score) and :func:`score_error` (a network's
-  score against the exact one).
+  score against the exact one). :meth:`GaussianMixture.tilted_log_prob` and
+  :meth:`GaussianMixture.tilted_sample` give the tilt :math:`q(x)\,q(y \mid x)^\gamma / Z` that
+  classifier guidance aims at (chapter 7).
+* Comparing samples with an exact law (:mod:`ddpm_lib.toy.compare`): :func:`ks_per_coordinate`, a
+  Kolmogorov-Smirnov test per coordinate against a mixture, and :func:`energy_distance`, the
+  two-sample energy distance (chapters 5-7, the exercises and the tests).
 * 1-D Gaussian data :math:`\mathcal N(m, s^2)` (chapter 4): the true reverse kernels
   (:func:`gaussian_reverse_kernels`) and the optimal ε-model (:class:`GaussianOptimalEps`), with
   which the variational bound is tight.
@@ -20,6 +25,7 @@ r"""Toy data whose diffusion is solvable exactly: the references the book checks
 Everything is computed in float64 on the CPU. Shapes: points ``[n, D]``, densities ``[n]``.
 """
 
+from .compare import energy_distance, ks_per_coordinate
 from .gaussian import GaussianOptimalEps, ReverseKernels, gaussian_nll, gaussian_reverse_kernels
 from .mixture import GaussianMixture, MixtureClassifier, MixtureEps, three_bumps, two_d_mixture
 from .points import GridPosterior, Regression, bayes_on_grid, data_posterior, regress_posterior
@@ -43,4 +49,6 @@ __all__ = [
     "gaussian_reverse_kernels",
     "GaussianOptimalEps",
     "gaussian_nll",
+    "ks_per_coordinate",
+    "energy_distance",
 ]

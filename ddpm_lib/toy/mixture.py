@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from .._validate import check_int, check_t, check_time
+from .._validate import check_int, check_number, check_t, check_time
 from ..sde.vpsde import ContinuousSchedule
 
 if TYPE_CHECKING:
@@ -182,6 +182,44 @@ class GaussianMixture:
         exponentials sum to 1). The exact classifier of chapter 7's guidance."""
         x = self.check_x(x_t, "x_t")
         return torch.log_softmax(self.noised(alpha_bar).joint_log_prob(x), dim=-1)
+
+    def tilted_log_prob(self, x: torch.Tensor, label: int, gamma: float) -> torch.Tensor:
+        r"""The log-density, up to a constant, of the tilt that classifier guidance with scale
+        :math:`\gamma` aims at (Dhariwal & Nichol 2021, Sec. 4.1; chapter 7):
+
+        .. math:: \log \pi_\gamma(x \mid y) = \log q(x) + \gamma \log q(y \mid x) - \log Z_\gamma
+
+        with the exact class posterior at :math:`t = 0` (:meth:`class_log_prob` at
+        :math:`\bar\alpha = 1`) and :math:`Z_\gamma` left out. :math:`\gamma = 0` is :math:`q(x)`,
+        :math:`\gamma = 1` the Bayes conditional :math:`q(x \mid y)` (:math:`\log Z_1 = \log
+        \pi_y`), :math:`\gamma > 1` sharpens it. ``x`` ``[n, D]``, ``label`` in ``0..K-1``,
+        ``gamma`` a finite number; float64 ``[n]`` (a softmax over a grid normalises it)."""
+        label = check_int("label", label, 0, self.K - 1)
+        gamma = check_number("gamma", gamma)
+        return self.log_prob(x) + gamma * self.class_log_prob(x, 1.0)[:, label]
+
+    def tilted_sample(
+        self,
+        n: int,
+        label: int,
+        gamma: float,
+        *,
+        pool: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        r"""``n`` draws of :math:`\pi_\gamma(x \mid y) \propto q(x)\,q(y \mid x)^\gamma`
+        (:meth:`tilted_log_prob`) by sampling-importance-resampling (Rubin 1988): ``pool`` draws
+        of :math:`q(x)` (default ``50 * n``), weighted by :math:`q(y \mid x)^\gamma \propto
+        \pi_\gamma / q`, then ``n`` of them picked with replacement in proportion to the weights
+        (exact as ``pool / n`` grows; a large :math:`\gamma` needs a larger pool). The pool and
+        the picks come from ``generator``, in that order. Returns float64 ``[n, D]``."""
+        n = check_int("n", n, 1)
+        pool = 50 * n if pool is None else check_int("pool", pool, 1)
+        label = check_int("label", label, 0, self.K - 1)
+        gamma = check_number("gamma", gamma)
+        x = self.sample(pool, generator=generator)
+        w = torch.softmax(gamma * self.class_log_prob(x, 1.0)[:, label], dim=0)
+        return x[torch.multinomial(w, n, replacement=True, generator=generator)]
 
     def eps_model(self, diffusion: Diffusion) -> MixtureEps:
         r"""The optimal ε-model of this data under ``diffusion`` (the minimiser of

@@ -65,8 +65,9 @@ def tilted_frames(
 ) -> TiltedFrames:
     r"""For each :math:`\gamma` of ``gammas``: the exact tilted density
     :math:`p(\mathbf x)\,q(y\mid\mathbf x)^\gamma / Z` on a ``grid`` x ``grid`` grid over
-    :math:`[-\text{lim}, \text{lim}]^2` (``mixture.log_prob`` and ``mixture.class_log_prob`` at
-    :math:`\bar\alpha = 1`), and ``n`` samples of :func:`ddpm_lib.sample.ddim` (``steps`` steps,
+    :math:`[-\text{lim}, \text{lim}]^2`
+    (:meth:`~ddpm_lib.toy.GaussianMixture.tilted_log_prob`), and ``n`` samples of
+    :func:`ddpm_lib.sample.ddim` (``steps`` steps,
     ``eta``) guided towards ``label`` by the exact noisy classifier
     :class:`ddpm_lib.toy.MixtureClassifier` with ``classifier_scale`` :math:`\gamma`, on the
     exact unconditional ε-model (``mixture.eps_model``, null label: ``guidance_scale=0.0``),
@@ -87,14 +88,14 @@ def tilted_frames(
     coords = torch.linspace(-lim, lim, grid, dtype=torch.float64)
     pts = grid_points(coords)
     cell = float(coords[1] - coords[0]) ** 2
-    log_p = mixture.log_prob(pts)
-    log_c = mixture.class_log_prob(pts, 1.0)[:, label]
-    conditional = (log_p + log_c - mixture.weights[label].log()).exp().reshape(grid, grid)
+    # gamma = 1 is the Bayes conditional q(x | y) = q(x) q(y | x) / pi_y
+    log_cond = mixture.tilted_log_prob(pts, label, 1.0) - mixture.weights[label].log()
+    conditional = log_cond.exp().reshape(grid, grid)
     model, clf = mixture.eps_model(diffusion), MixtureClassifier(mixture, diffusion)
     x_T = torch.randn(n, 2, generator=generator, dtype=torch.float64)
     densities, samples, means = [], [], []
     for gamma in gammas:
-        w = torch.softmax(log_p + gamma * log_c, dim=0)  # the grid's weights, summing to 1
+        w = torch.softmax(mixture.tilted_log_prob(pts, label, gamma), dim=0)  # sums to 1
         densities.append((w / cell).reshape(grid, grid))
         means.append((w[:, None] * pts).sum(0))
         x = sample.ddim(model, diffusion, x_T=x_T, steps=steps, eta=eta, labels=label,
