@@ -15,6 +15,8 @@ from ddpm_lib.sample.base import make_guide
 
 from .exercise_helpers import ANSWER_FRAGMENTS, assert_reveals_nothing
 
+pytestmark = pytest.mark.one_thread
+
 ANSWER_FRAGMENTS.update({
     "classifier_guided_eps": ("eps - sqrt(1 - abar_t) * gamma * grad",
                               "eps - (1 - alpha_bar) ** 0.5 * gamma * grad_log_p"),
@@ -22,11 +24,6 @@ ANSWER_FRAGMENTS.update({
                 "eps_uncond + s * (eps_cond - eps_uncond)"),
     "gamma_zero_prediction": ("weight in the mixture, 0.20", "gives 0.197"),
 })  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def test_exported():

@@ -14,17 +14,14 @@ from ddpm_lib.exercises import sde as E
 
 from .exercise_helpers import ANSWER_FRAGMENTS, assert_reveals_nothing
 
+pytestmark = pytest.mark.one_thread
+
 ANSWER_FRAGMENTS.update({
     "euler_maruyama_step": ("x + f(x, tau) h + g(tau) sqrt(h) z", "g * h ** 0.5 * z"),
     "pf_ode_drift": ("-(1/2) beta (x - eps / sqrt(1 - abar))",
                      "-0.5 * beta * (x - eps / (1 - alpha_bar) ** 0.5)"),
     "step_count_prediction": ("The answer is 100",),
 })  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def test_exported():

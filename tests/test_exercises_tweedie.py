@@ -15,6 +15,8 @@ from ddpm_lib.exercises import tweedie as T
 
 from .exercise_helpers import ANSWER_FRAGMENTS, assert_reveals_nothing
 
+pytestmark = pytest.mark.one_thread
+
 ANSWER_FRAGMENTS.update({
     "tweedie_denoiser": ("(x_t + (1 - abar) * score) / sqrt(abar)",
                          "(x_t + (1 - alpha_bar) * score) / alpha_bar ** 0.5"),
@@ -23,11 +25,6 @@ ANSWER_FRAGMENTS.update({
                                "(x_t + (1 - ab) * score) / ab**0.5"),
     "noiseless_langevin_prediction": ("four distinct end points",),
 })  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 # --------------------------------------------------------------------------- tweedie_denoiser
