@@ -12,13 +12,17 @@ Markers a test module sets with ``pytestmark`` to choose what the shared fixture
 - ``figsize(width, height)``: the size of the ``fig`` fixture's figure.
 """
 
+import os
+
 import pytest
 import torch
 
 import ddpm_lib
 from ddpm_lib import Diffusion, schedule
 
-THREADS = 2  # the CI machine's cores
+# Intra-op threads per test process: the CI machine's 2 cores, or 1 per pytest-xdist worker (two
+# workers with two threads each would thrash on 2 cores).
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
 
 
 @pytest.hookimpl(tryfirst=True)
