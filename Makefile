@@ -19,12 +19,14 @@ TORCH_SPEC ?= torch>=2.2
 # BOOK_PROFILE=ci shrinks sample counts (never the science) so every chapter runs in <= 90 s on 2 cores.
 BOOK_PROFILE ?= default
 STAMP      := $(VENV)/.installed-stamp
-# The fast unit tests run on PYTEST_JOBS pytest-xdist processes of one torch thread each (see
-# tests/conftest.py; --dist loadfile keeps a file's module fixtures in one process). The slow tests
-# run after them in one process with two threads: some measure wall-clock time or start processes
-# of their own (torchrun, the GPU-run smoke), which other workers on the same cores would disturb.
+# The unit tests run on PYTEST_JOBS pytest-xdist processes of one torch thread each (see
+# tests/conftest.py; --dist loadfile keeps a file's module fixtures in one process). The tests
+# marked alone run after them in one process with two threads: they measure wall-clock time or
+# start parallel processes of their own (torchrun, the GPU-run smoke), which another worker on the
+# same cores would disturb.
 PYTEST_JOBS ?= 2
-FAST_TESTS  := -m "not slow" -n $(PYTEST_JOBS) --dist loadfile --timeout=600
+XDIST       := -n $(PYTEST_JOBS) --dist loadfile --timeout=600
+FAST_TESTS  := -m "not slow" $(XDIST)
 
 .PHONY: install book test test-fast lint unit nbval browser chromium clean test-newest \
         test-oldest gpu-bundle gpu-smoke colab colab-check
@@ -78,8 +80,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check ddpm_lib tests benchmarks tools
 
 unit: $(STAMP) gpu-bundle $(NBCONVERT)
-	$(BIN)/python -m pytest tests -q $(FAST_TESTS)
-	$(BIN)/python -m pytest tests -q -m slow --timeout=600
+	$(BIN)/python -m pytest tests -q -m "not alone" $(XDIST)
+	$(BIN)/python -m pytest tests -q -m alone --timeout=600
 
 # Without the tests marked slow (training runs, pretrained sampling, SIGKILL and torchrun runs, the
 # GPU-run smoke): `make unit` and `make test` run those too.

@@ -34,6 +34,7 @@ def _env() -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # a subprocess killed by timing
 def test_sigkill_then_resume_is_bitwise_exact(tmp_path):
     out = tmp_path / "killed"
     args = [*RUN, "--out", str(out), "--steps", str(STEPS), "--checkpoint-every", "2"]
