@@ -1,10 +1,11 @@
 # ddpm-book — every command a reader, a student or CI needs.
 #   make book   build the rendered book into _build/html (installs everything first)
-#   make test   lint + unit tests + notebooks under nbval + book build + browser check
+#   make test   lint + unit tests + the Colab student edition under nbval + book build + browser check
 #   make colab  write the Colab edition colab/ (and the chapters' header cells) from book/
 #   make colab-check  the Colab edition converted by nbconvert, checked in headless Chromium
-#   make test-fast  the unit tests not marked slow (about a minute): the loop to run while you work
-#   make test-newest  fast unit tests + every chapter on the newest Python and newest releases
+#   make test-fast  the unit tests not marked slow, on 2 processes: the loop to run while you work
+#   make test-newest  fast unit tests + every chapter's student edition on the newest Python and
+#                     newest releases
 #   make test-oldest  the same on Python 3.10 with the lowest declared versions (not run by CI)
 # book and test create ./.venv on first use, test-newest/-oldest ./.venv-newest/-oldest; Python >= 3.10
 # with pip (and venv) is required.
@@ -18,6 +19,14 @@ TORCH_SPEC ?= torch>=2.2
 # BOOK_PROFILE=ci shrinks sample counts (never the science) so every chapter runs in <= 90 s on 2 cores.
 BOOK_PROFILE ?= default
 STAMP      := $(VENV)/.installed-stamp
+# The unit tests run on PYTEST_JOBS pytest-xdist processes of one torch thread each (see
+# tests/conftest.py; --dist loadfile keeps a file's module fixtures in one process). The tests
+# marked alone run after them in one process with two threads: they measure wall-clock time or
+# start parallel processes of their own (torchrun, the GPU-run smoke), which another worker on the
+# same cores would disturb.
+PYTEST_JOBS ?= 2
+XDIST       := -n $(PYTEST_JOBS) --dist loadfile --timeout=600
+FAST_TESTS  := -m "not slow" $(XDIST)
 
 .PHONY: install book test test-fast lint unit nbval browser chromium clean test-newest \
         test-oldest gpu-bundle gpu-smoke colab colab-check
@@ -71,21 +80,25 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check ddpm_lib tests benchmarks tools
 
 unit: $(STAMP) gpu-bundle $(NBCONVERT)
-	$(BIN)/python -m pytest tests -q --timeout=600
+	$(BIN)/python -m pytest tests -q -m "not alone" $(XDIST)
+	$(BIN)/python -m pytest tests -q -m alone --timeout=600
 
 # Without the tests marked slow (training runs, pretrained sampling, SIGKILL and torchrun runs, the
 # GPU-run smoke): `make unit` and `make test` run those too.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -q -m "not slow" --timeout=600
+	$(BIN)/python -m pytest tests -q $(FAST_TESTS)
 
-# The chapters and the student edition of Colab (which lacks the solution cells, so it runs a
-# different program). The instructor edition runs the chapters' code cells unchanged
-# (tests/test_colab.py checks that), so nbval on book/ covers it.
+# The student edition of Colab, which lacks the solution cells, so it runs a different program
+# from the chapters. The chapters themselves (and so the instructor edition, which runs their code
+# cells unchanged: tests/test_colab.py checks that) are executed once, by the book build, which
+# fails on a cell error (_config.yml: raise_on_error); `make test` builds the book for the browser
+# check. nbval-lax compares no outputs (the notebooks are committed without them), so nbval on
+# book/ would only run the same program a second time.
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=120 -p no:randomly
 nbval: $(STAMP)
-	@if ls book/*.ipynb >/dev/null 2>&1; then \
-	  DDPM_BOOK_PROFILE=ci $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
-	    --nbval-cell-timeout=120 -p no:randomly book/*.ipynb $(wildcard colab/*.ipynb); \
-	else echo "nbval: no chapter notebooks yet"; fi
+	@if ls colab/*.ipynb >/dev/null 2>&1; then \
+	  DDPM_BOOK_PROFILE=ci $(BIN)/python -m pytest -q $(NBVAL) colab/*.ipynb; \
+	else echo "nbval: no Colab edition yet"; fi
 
 # The Colab edition: colab/NN_*.ipynb (student) and colab/instructor/ from book/NN_*.ipynb and
 # _config.yml. Run it after editing a chapter and commit the result (a unit test fails otherwise).
@@ -150,21 +163,20 @@ test-oldest:
 	$(call versions_and_fast_tests,$(OLDEST_BIN),)
 
 # $(1): a venv's bin folder; $(2): environment settings for the tests. Prints the versions that
-# matter, then runs the fast unit tests and every chapter (and its Colab student edition, which is
-# what Colab's newest versions will run) under nbval in the CI profile.
+# matter, then runs the fast unit tests and every chapter's Colab student edition (what Colab's
+# newest versions will run; the chapters' own code is what the instructor edition runs, covered by
+# the book build with the pinned versions) under nbval in the CI profile.
 define versions_and_fast_tests
 	@$(1)/python -V
 	@$(1)/python -m pip list --format=freeze 2>/dev/null | grep -iE \
 	  '^(torch|numpy|scipy|matplotlib|ipywidgets|safetensors|tqdm|jupyter-book|nbval|pytest)==' | tr '\n' ' '; echo
-	@echo '$(1)/python -m pytest tests -q -m "not slow" --timeout=600'$(if $(2), \
+	@echo '$(1)/python -m pytest tests -q $(FAST_TESTS)'$(if $(2), \
 	  "(PYTHONWARNINGS: DeprecationWarning and FutureWarning from $(words $(OWN_MODULES)) ddpm_lib modules are errors)")
-	@$(2) $(1)/python -m pytest tests -q -m "not slow" --timeout=600
-	@if ls book/*.ipynb >/dev/null 2>&1; then \
-	  echo "DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q --nbval-lax --nbval-current-env ... book/*.ipynb colab/*.ipynb"; \
-	  $(2) DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q \
-	    --nbval-lax --nbval-current-env --nbval-cell-timeout=120 -p no:randomly book/*.ipynb \
-	    $(wildcard colab/*.ipynb); \
-	else echo "nbval: no chapter notebooks yet"; fi
+	@$(2) $(1)/python -m pytest tests -q $(FAST_TESTS)
+	@if ls colab/*.ipynb >/dev/null 2>&1; then \
+	  echo "DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q $(NBVAL) colab/*.ipynb"; \
+	  $(2) DDPM_BOOK_PROFILE=ci $(1)/python -m pytest -q $(NBVAL) colab/*.ipynb; \
+	else echo "nbval: no Colab edition yet"; fi
 endef
 
 # What the GPU run (benchmarks/gpu_run.sh) needs beyond the tracked tree on a CUDA machine that has

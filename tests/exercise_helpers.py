@@ -1,11 +1,12 @@
 """What the exercise tests share: the pieces of each answer that a failure message or a hint must
-never contain (the third tier, ``solution(name)``, is the only place for them)."""
+never contain (the third tier, ``solution(name)``, is the only place for them), and the diagnosis
+a failure carries, so that a test checks which mistake was found, not how the message words it."""
 
 from __future__ import annotations
 
 import re
 
-from ddpm_lib.exercises import CheckResult, hint, solution
+from ddpm_lib.exercises import CheckResult, Kind, hint, solution
 
 # Pieces of each exercise's formula or code, compared without spaces and case.
 ANSWER_FRAGMENTS: dict[str, tuple[str, ...]] = {
@@ -62,3 +63,35 @@ def assert_reveals_nothing(result: CheckResult, name: str, exact: float | None =
             numbers = set(re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", text))
             for printed in exact_strings(exact):
                 assert printed not in numbers, f"{where} of {name} shows the exact value {printed}"
+
+
+#: Every label a check may name a mistake with.
+KINDS = tuple(v for k, v in vars(Kind).items() if k.isupper())
+
+
+def diagnosis(result: CheckResult) -> str:
+    """The explanation of the mistake a failure diagnosed: the line of its message that names
+    ``result.kind`` ("" when no kind was found). Two failures with equal diagnoses were told the
+    same thing about the same mistake; a test compares diagnoses instead of quoting their words."""
+    if result.kind is None:  # then no line may name a kind either
+        assert not any(f"({kind})" in result.message for kind in KINDS), result.message
+        return ""
+    (line,) = [line for line in result.message.splitlines() if f"({result.kind})" in line]
+    return line
+
+
+def assert_diagnosed(result: CheckResult, name: str, kind: str) -> None:
+    """A failure of exercise ``name`` that names the mistake ``kind`` and says how to get the next
+    tier of help (``hint("name")``), whatever the wording around them."""
+    assert not result.passed and result.name == name, result.message
+    assert result.kind == kind and diagnosis(result), result.message
+    assert f'hint("{name}")' in result.message, result.message
+
+
+def assert_same_slip(check, slip, rewritten, *others) -> None:
+    """``check`` diagnoses ``slip`` (a wrong function) and the same slip ``rewritten`` another way
+    alike, and each of ``others`` (other wrong functions, e.g. of the same kind) differently."""
+    first, again = check(slip), check(rewritten)
+    assert first.kind is not None and diagnosis(first) == diagnosis(again), again.message
+    for other in others:
+        assert diagnosis(check(other)) != diagnosis(first), check(other).message

@@ -22,16 +22,9 @@ from ddpm_lib.train.checkpoint import (
     unflatten_optimizer_state,
 )
 
+pytestmark = pytest.mark.one_thread
+
 CFG = get_config("tiny", base_channels=8, norm_groups=8, batch_size=8)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_two_threads):
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads per process can be
-    100x slower when other processes hold the cores; results here do not depend on it."""
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(2)
 
 
 def _state(step: int = 3, seed: int = 0) -> TrainState:

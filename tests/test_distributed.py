@@ -42,6 +42,7 @@ def _state(out: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # torchrun starts parallel processes of its own
 def test_two_processes_train_the_weights_of_one(tmp_path):
     one = _train(tmp_path / "one", "--steps", str(STEPS), procs=1)
     two = _train(tmp_path / "two", "--steps", str(STEPS))
@@ -62,6 +63,7 @@ def test_two_processes_train_the_weights_of_one(tmp_path):
 
 
 @pytest.mark.slow  # torchrun starts three Python processes
+@pytest.mark.alone  # torchrun starts parallel processes of its own
 def test_batch_that_does_not_split_is_refused(tmp_path):
     bad = _train(tmp_path / "bad", "--steps", "2", "--batch-size", "15")
     assert bad.returncode != 0
@@ -70,6 +72,7 @@ def test_batch_that_does_not_split_is_refused(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # torchrun starts parallel processes of its own
 def test_sigkill_under_torchrun_then_resume_is_exact(tmp_path):
     steps = 60  # long enough to be killed mid-run
     ref = _train(tmp_path / "ref", "--steps", str(steps))

@@ -8,7 +8,6 @@ import pytest
 import torch
 from scipy import stats
 
-import ddpm_lib
 from ddpm_lib import Diffusion, bound, schedule
 from ddpm_lib.bound import estimators
 from ddpm_lib.config import get_config
@@ -35,11 +34,6 @@ def tiny_unet():
         model.conv_out.weight.normal_(0.0, 0.1)
         model.conv_out.bias.normal_(0.0, 0.1)
     return model, config.diffusion()
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return ddpm_lib.pretrained("mnist-unet")
 
 
 def _check_eps_weights(model, d, x0, ts, variance, gen):

@@ -17,7 +17,7 @@ from ddpm_lib.exercises.closed_form import (
     check_snr_crossing_prediction,
 )
 
-from .exercise_helpers import assert_reveals_nothing
+from .exercise_helpers import assert_diagnosed, assert_reveals_nothing, diagnosis
 
 
 def todo(*args):
@@ -55,13 +55,13 @@ def test_alpha_bars_right_answers_pass_in_every_form(fn):
 def test_alpha_bars_typical_mistakes_are_named(wrong, kind):
     result = check_alpha_bars(wrong)
     assert not result and isinstance(result, CheckResult)
-    assert result.kind == kind and f"Likely mistake ({kind})" in result.message, result.message
+    assert_diagnosed(result, "alpha_bars", kind)
     assert_reveals_nothing(result, "alpha_bars")
 
 
 def test_alpha_bars_unknown_mistake_gets_no_kind_but_the_way_to_a_hint():
     result = check_alpha_bars(lambda b: torch.cumprod(1 - b, 0) * 0.9)
-    assert not result and result.kind is None and "Likely mistake" not in result.message
+    assert not result and result.kind is None and diagnosis(result) == ""
     assert 'hint("alpha_bars")' in result.message
 
 

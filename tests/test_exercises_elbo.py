@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from ddpm_lib import pretrained
 from ddpm_lib.exercises import Kind
 from ddpm_lib.exercises.elbo import (
     check_lambda_t,
@@ -169,11 +168,6 @@ def test_p_sample_step_names_the_kind_of_mistake(wrong, kind):
 
 
 # ============================================================== predict, then run
-@pytest.fixture(scope="module")
-def shipped():
-    return pretrained("mnist-unet")
-
-
 def test_most_bits_blank_asks_for_a_number_without_measuring():
     result = check_most_bits_prediction(..., None, None)
     assert not result.passed and "first" in result.message

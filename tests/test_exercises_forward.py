@@ -21,7 +21,7 @@ from ddpm_lib.exercises.forward import (
     check_variance_trajectory,
 )
 
-from .exercise_helpers import assert_reveals_nothing
+from .exercise_helpers import assert_diagnosed, assert_reveals_nothing
 
 # ------------------------------------------------------------------------------------ q_step
 
@@ -92,9 +92,8 @@ def test_q_step_right_answers_pass_in_every_form(fn):
 @pytest.mark.parametrize("fn, kind", WRONG_Q_STEP)
 def test_q_step_wrong_answers_name_their_kind_and_reveal_nothing(fn, kind):
     result = check_q_step(fn)
-    assert result.kind == kind and f"Likely mistake ({kind})" in result.message, result.message
+    assert_diagnosed(result, "q_step", kind)
     assert "q_step is not right yet on t = " in result.message
-    assert 'hint("q_step")' in result.message
     assert_reveals_nothing(result, "q_step")
 
 

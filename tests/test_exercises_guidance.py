@@ -13,7 +13,9 @@ from ddpm_lib.exercises import Kind, solution
 from ddpm_lib.exercises import guidance as E
 from ddpm_lib.sample.base import make_guide
 
-from .exercise_helpers import ANSWER_FRAGMENTS, assert_reveals_nothing
+from .exercise_helpers import ANSWER_FRAGMENTS, assert_reveals_nothing, assert_same_slip
+
+pytestmark = pytest.mark.one_thread
 
 ANSWER_FRAGMENTS.update({
     "classifier_guided_eps": ("eps - sqrt(1 - abar_t) * gamma * grad",
@@ -22,11 +24,6 @@ ANSWER_FRAGMENTS.update({
                 "eps_uncond + s * (eps_cond - eps_uncond)"),
     "gamma_zero_prediction": ("weight in the mixture, 0.20", "gives 0.197"),
 })  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def test_exported():
@@ -87,8 +84,11 @@ def test_classifier_guided_eps_not_yet_and_unknown_mistake():
     assert "not implemented" in E.check_classifier_guided_eps(todo).message
     other = E.check_classifier_guided_eps(lambda e, g, ab, gm: e - 2 * gm * g)
     assert not other.passed and other.kind is None
-    score = E.check_classifier_guided_eps(lambda e, g, ab, gm: -e / (1 - ab).sqrt() + gm * g)
-    assert "guided score" in score.message
+    # the guided score, not eps: a diagnosis of its own, not the other quantity of its kind
+    assert_same_slip(E.check_classifier_guided_eps,
+                     lambda e, g, ab, gm: -e / (1 - ab).sqrt() + gm * g,
+                     lambda e, g, ab, gm: gm * g - e / (1 - ab) ** 0.5,
+                     lambda e, g, ab, gm: e - gm * g / (1 - ab).sqrt())  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------- cfg_eps
@@ -129,8 +129,10 @@ def test_cfg_eps_names_the_kind(wrong, kind):
 
 
 def test_cfg_eps_w_form_is_named_as_such():
-    result = E.check_cfg_eps(lambda c, u, s: (1 + s) * c - s * u)
-    assert "Ho & Salimans" in result.message and "off by one" in result.message
+    """Ho & Salimans' form with w = s has a diagnosis of its own, however it is written."""
+    assert_same_slip(E.check_cfg_eps, lambda c, u, s: (1 + s) * c - s * u,
+                     lambda c, u, s: c + s * (c - u), lambda c, u, s: c + s * (u - c),
+                     lambda c, u, s: u - s * (c - u), lambda c, u, s: s * c)  # fmt: skip
     assert "not implemented" in E.check_cfg_eps(lambda *a: (_ for _ in ()).throw(
         NotImplementedError)).message  # fmt: skip
 

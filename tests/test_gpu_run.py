@@ -29,6 +29,7 @@ def _tree_digest(folder: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # the GPU run's stages, as processes of their own
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="the bundled diffusers needs Python 3.11")
 def test_gpu_run_smoke(tmp_path: Path) -> None:
     if not (BUNDLE / "wheels").is_dir() or not (BUNDLE / "mnist" / "mnist-train.npz").is_file():

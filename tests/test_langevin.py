@@ -10,11 +10,7 @@ import torch
 from ddpm_lib import sample, toy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Thousands of steps on tiny tensors: per-op overhead dominates, and two threads thrash on a
-    busy 2-core machine (measured: 10-20 s per test instead of about 1 s)."""
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.one_thread
 
 
 def _bimodal() -> toy.GaussianMixture:

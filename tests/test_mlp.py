@@ -1,4 +1,6 @@
 """ddpm_lib.models.MLPEps: the ε-network for points [B, D] plugs into every place the library
+
+pytestmark = pytest.mark.one_thread
 takes an ε-model (Diffusion.call_model, loss_simple, sample.ancestral / ddim), with and without
 class labels, and refuses malformed input with a ValueError naming it."""
 
@@ -7,11 +9,6 @@ import torch
 
 from ddpm_lib import Diffusion, bound, sample, schedule
 from ddpm_lib.models import MLPEps
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def _model(**kw) -> MLPEps:

@@ -17,11 +17,7 @@ from ddpm_lib.models.classifier import NoisyClassifier, NoisyClassifierConfig
 from ddpm_lib.train.classifier import EVAL_TS, accuracy_by_t, main, train_noisy_classifier
 
 NAME = "mnist-noisy-classifier"
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return ddpm_lib.pretrained(NAME)
+pytestmark = pytest.mark.shipped(NAME)
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,7 @@ from ddpm_lib import Diffusion, sample, toy
 from ddpm_lib.schedule import cosine_betas, linear_betas
 from ddpm_lib.sde import VPSDE, ContinuousSchedule, encode, log_likelihood
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Hundreds of solver steps on tiny tensors: two threads only thrash (see test_langevin)."""
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def d() -> Diffusion:
-    return Diffusion(linear_betas(1000))
+pytestmark = [pytest.mark.one_thread, pytest.mark.schedule(1000, 1e-4, 0.02)]
 
 
 def _song_schedule(T: int) -> Diffusion:

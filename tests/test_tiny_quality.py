@@ -13,7 +13,7 @@ from ddpm_lib.io import build_model
 from ddpm_lib.metrics import mnist_fid
 from ddpm_lib.train import train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # it measures its wall-clock time
 
 
 def test_tiny_preset_trains_and_improves_fid(tmp_path):

@@ -12,10 +12,7 @@ from ddpm_lib import Diffusion, schedule, toy
 from ddpm_lib.models import MLPEps
 from ddpm_lib.train import fit_eps
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.one_thread
 
 
 @pytest.mark.parametrize("alpha_bar", [0.999, 0.7, 0.2, 0.01])

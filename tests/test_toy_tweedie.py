@@ -12,6 +12,8 @@ from scipy import integrate, stats
 
 from ddpm_lib import toy
 
+pytestmark = pytest.mark.one_thread
+
 ALPHA_BARS = [0.999, 0.9, 0.5, 0.1, 0.01]
 
 
@@ -23,13 +25,6 @@ def _two_d() -> toy.GaussianMixture:
     return toy.GaussianMixture(
         [0.3, 0.45, 0.25], [[-0.6, 0.4], [0.5, -0.3], [0.1, 0.7]], [0.2, 0.15, 0.1]
     )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Thousands of steps on tiny tensors: per-op overhead dominates, and two threads thrash on a
-    busy 2-core machine (measured: 10-20 s per test instead of about 1 s)."""
-    torch.set_num_threads(1)
 
 
 def _quad_posterior_mean(g: toy.GaussianMixture, x_t: float, ab: float) -> float:

@@ -23,6 +23,8 @@ from ddpm_lib.train import (
 from ddpm_lib.train import loop as loop_mod
 from ddpm_lib.viz import training as V
 
+pytestmark = pytest.mark.one_thread
+
 SMALL = get_config("tiny", base_channels=8, norm_groups=8, batch_size=8, warmup_steps=4)
 COND = get_config(
     "tiny",
@@ -33,14 +35,6 @@ COND = get_config(
     label_dropout=0.3,
     dropout=0.2,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_two_threads):
-    """One intra-op thread (see tests/test_checkpoint.py): robust timing on a shared machine."""
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")

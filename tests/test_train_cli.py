@@ -17,19 +17,12 @@ from ddpm_lib.config import get_config
 from ddpm_lib.train import load_checkpoint, train
 from ddpm_lib.train.__main__ import main
 
+pytestmark = pytest.mark.one_thread
+
 ROOT = Path(__file__).resolve().parents[1]
 # tiny preset, made quick: 64 real MNIST images, batch 8 (8 steps per epoch)
 RUN = ["--preset", "tiny", "--batch-size", "8", "--limit-data", "64", "--seed", "5"]
 STEPS = 40
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_two_threads):
-    """One intra-op thread, as the subprocesses below (OMP_NUM_THREADS=1): the same kernels, so
-    in-process and subprocess runs agree bitwise; robust timing on a shared machine."""
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(2)
 
 
 def _cli(*args: str) -> list[str]:
@@ -41,6 +34,7 @@ def _env() -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # a subprocess killed by timing
 def test_sigkill_then_resume_is_bitwise_exact(tmp_path):
     out = tmp_path / "killed"
     args = [*RUN, "--out", str(out), "--steps", str(STEPS), "--checkpoint-every", "2"]

@@ -10,10 +10,7 @@ from ddpm_lib import Diffusion, sample, schedule, toy
 from ddpm_lib.models import MLPEps
 from ddpm_lib.train import FitProgress, fit_eps, lr_cosine
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.one_thread
 
 
 def _run(data, steps=150, seed=0, **kw):

@@ -30,13 +30,6 @@ def digit():
     return torch.rand(1, 1, 28, 28, generator=g) * 2 - 1, torch.randn(1, 1, 28, 28, generator=g)
 
 
-@pytest.fixture
-def fig():
-    f = plt.figure()
-    yield f
-    plt.close(f)
-
-
 def _image(ax) -> torch.Tensor:
     return torch.as_tensor(np.asarray(ax.get_images()[0].get_array()), dtype=torch.float32)
 

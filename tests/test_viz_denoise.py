@@ -5,20 +5,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from ddpm_lib import Diffusion, sample, schedule, viz  # noqa: E402
+from ddpm_lib import sample, viz  # noqa: E402
 from ddpm_lib.viz import denoise as D  # noqa: E402
 
 from .conftest import image_of, shown  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def d() -> Diffusion:
-    return Diffusion(schedule.linear_betas(40, 1e-3, 0.18))
 
 
 def _model(x, t):
@@ -43,13 +37,6 @@ def trajectory(d):
     g = torch.Generator().manual_seed(3)
     return sample.ancestral(_model, d, n=3, shape=(1, 8, 8), generator=g,
                             return_trajectory=True, keep=[40, 20, 5, 1])  # fmt: skip
-
-
-@pytest.fixture
-def fig():
-    f = plt.figure()
-    yield f
-    plt.close("all")
 
 
 def test_denoise_steps_are_the_library_formulas(d, digits, frames):

@@ -19,18 +19,13 @@ from ddpm_lib.viz.common import grid_points  # noqa: E402
 
 from .conftest import image_of, shown  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # two threads thrash on a shared 2-core machine
+pytestmark = pytest.mark.one_thread
 
 
 @pytest.fixture(scope="module")
 def nets():
-    """The shipped unconditional U-Net, CFG U-Net, noisy classifier and their schedule. (The
-    module's fixtures run before the function-scoped thread setting: set it here too, so that
-    every sample in this file is computed with one thread.)"""
-    torch.set_num_threads(1)
+    """The shipped unconditional U-Net, CFG U-Net, noisy classifier and their schedule (computed
+    with one thread, as every sample in this file: conftest sets it before any fixture)."""
     unet, d = ddpm_lib.pretrained("mnist-unet")
     cfg, d_cfg = ddpm_lib.pretrained("mnist-unet-cfg")
     clf, d_clf = ddpm_lib.pretrained("mnist-noisy-classifier")
@@ -49,13 +44,6 @@ def grid(nets, evaluator):
     return V.guidance_grid(d, [3, 7], [2.0, 0.0], model=unet, classifier=clf, cfg_model=cfg,
                            steps=2, generator=torch.Generator().manual_seed(0),
                            evaluator=evaluator)  # fmt: skip
-
-
-@pytest.fixture
-def fig():
-    f = plt.figure()
-    yield f
-    plt.close("all")
 
 
 # ------------------------------------------------------------------------------ MNIST sweep

@@ -6,7 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -14,17 +13,12 @@ import torch  # noqa: E402
 from ddpm_lib import Diffusion, schedule, toy, viz  # noqa: E402
 from ddpm_lib.viz import posterior as P  # noqa: E402
 
+pytestmark = pytest.mark.figsize(8, 3)
+
 
 @pytest.fixture(scope="module")
 def coarse() -> Diffusion:
     return Diffusion(schedule.linear_betas(10, 0.05, 0.5))
-
-
-@pytest.fixture
-def fig():
-    f = plt.figure(figsize=(8, 3))
-    yield f
-    plt.close(f)
 
 
 def _posterior(d, x0, x_t, t):

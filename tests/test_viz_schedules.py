@@ -19,18 +19,13 @@ from ddpm_lib.viz.images import to_display  # noqa: E402
 
 from .conftest import shown  # noqa: E402
 
+pytestmark = pytest.mark.figsize(11, 3.4)
+
 
 @pytest.fixture
 def digit():
     g = torch.Generator().manual_seed(0)
     return torch.rand(1, 1, 28, 28, generator=g) * 2 - 1, torch.randn(1, 1, 28, 28, generator=g)
-
-
-@pytest.fixture
-def fig():
-    f = plt.figure(figsize=(11, 3.4))
-    yield f
-    plt.close(f)
 
 
 def _line(ax, label):

@@ -6,20 +6,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from ddpm_lib import Diffusion, sample, schedule, toy, viz  # noqa: E402
+from ddpm_lib import sample, toy, viz  # noqa: E402
 from ddpm_lib.viz import score as S  # noqa: E402
 
 from .conftest import image_of, shown  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def d() -> Diffusion:
-    return Diffusion(schedule.linear_betas(40, 1e-3, 0.18))
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +41,6 @@ def _spy(monkeypatch, name: str, param: str = "t") -> list:
 
     monkeypatch.setattr(S, name, spy)
     return calls
-
-
-@pytest.fixture
-def fig():
-    f = plt.figure()
-    yield f
-    plt.close("all")
 
 
 def test_score_fields_are_the_library_numbers(d, mixture, fields):

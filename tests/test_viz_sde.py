@@ -12,18 +12,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from ddpm_lib import Diffusion, sample, schedule, toy  # noqa: E402
+from ddpm_lib import sample, toy  # noqa: E402
 from ddpm_lib.sde import VPSDE, solve_flow  # noqa: E402
 from ddpm_lib.viz import sde as V  # noqa: E402
 
 from .conftest import shown  # noqa: E402
 
 TAUS = [0.0, 0.5, 1.0, 0.2]
-
-
-@pytest.fixture(scope="module")
-def d() -> Diffusion:
-    return Diffusion(schedule.linear_betas(40, 1e-3, 0.18))
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +31,6 @@ def frames(d, mixture):
     gen = torch.Generator().manual_seed(3)
     return V.sde_frames(mixture.eps_model(d), d, mixture, TAUS, n_paths=3, grid=4,
                         density_grid=9, steps=8, rtol=1e-6, atol=1e-6, generator=gen)  # fmt: skip
-
-
-@pytest.fixture
-def fig():
-    f = plt.figure()
-    yield f
-    plt.close("all")
 
 
 def test_frames_are_the_exact_marginal_and_score(d, mixture, frames):
