@@ -38,7 +38,8 @@ and returns the samples ``[n, *shape]``; everything after ``diffusion`` is keywo
   recomputed from the thresholded :math:`\hat x_0`.
 - ``clip_samples``: clamp the returned samples to the data range [-1, 1].
 - ``callback(step)``: called once per step with a :class:`Step` ``(t, x_t, x0_hat)``: the network
-  time, the state before the step and the (thresholded) :math:`\hat x_0` the step used.
+  time, the state before the step and the model's :math:`\hat x_0` there, before the threshold
+  (the step used ``threshold_x0(x0_hat, threshold, dynamic_percentile)``).
   :class:`Recorder` is such a callback that keeps them.
 - ``device``: where to sample (default the model's, the CPU for a plain function);
   ``progress``: a tqdm bar.

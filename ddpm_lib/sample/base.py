@@ -26,9 +26,12 @@ class Step(NamedTuple):
     int for :func:`~ddpm_lib.sample.ancestral`, :func:`~ddpm_lib.sample.ddim` and
     :func:`~ddpm_lib.sample.inpaint`; the float :math:`\tau T` for the continuous samplers; the
     number of steps left for :func:`~ddpm_lib.sample.langevin`), ``x_t`` the state *before* the
-    step ``[n, *shape]`` and ``x0_hat`` the (thresholded) prediction :math:`\hat x_0` the step used
-    ``[n, *shape]`` (None for Langevin, which has no :math:`\hat x_0`). The tensors are the
-    sampler's own: copy them to keep them (:class:`Recorder` does)."""
+    step ``[n, *shape]`` and ``x0_hat`` the (guided) model's prediction :math:`\hat x_0(x_t)`
+    ``[n, *shape]`` *before* the sampler's threshold (the step used ``threshold_x0`` of it, which
+    this determines, while the raw one cannot be recovered from the thresholded one: a benchmark
+    measures how often :math:`\hat x_0` leaves [-1, 1]); None for Langevin, which has no
+    :math:`\hat x_0`. The tensors are the sampler's own: copy them to keep them
+    (:class:`Recorder` does)."""
 
     t: int | float
     x_t: torch.Tensor

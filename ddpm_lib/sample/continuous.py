@@ -24,9 +24,10 @@ __all__ = ["probability_flow", "reverse_sde"]
 
 
 def _predict(guide: Guide, sde: VPSDE, x: torch.Tensor, tau: float, want_x0: bool):
-    r"""The (guided) :math:`\hat\epsilon` at time ``tau`` and, if ``want_x0`` or the run
-    thresholds, :math:`\hat x_0 = (x - \sqrt{1-\bar\alpha}\,\hat\epsilon)/\sqrt{\bar\alpha}`
-    through the threshold, with :math:`\hat\epsilon` recomputed from it (else None)."""
+    r"""The ε the step uses at time ``tau``: the (guided) :math:`\hat\epsilon`, or, if the run
+    thresholds, the one recomputed from the thresholded :math:`\hat x_0`; and, if ``want_x0`` or
+    the run thresholds, the model's :math:`\hat x_0 = (x - \sqrt{1-\bar\alpha}\,\hat\epsilon)
+    /\sqrt{\bar\alpha}` before the threshold (else None)."""
     ab = float(sde.alpha_bar(tau))
     t = sde.t_of(tau).to(device=x.device, dtype=x.dtype).expand(x.shape[0])
     eps = guide(x, t, (1.0 - ab) ** 0.5)
@@ -34,8 +35,7 @@ def _predict(guide: Guide, sde: VPSDE, x: torch.Tensor, tau: float, want_x0: boo
         return eps, None
     x0_hat = (x - (1.0 - ab) ** 0.5 * eps) / ab**0.5
     if guide.threshold_name != "none":
-        x0_hat = guide.threshold(x0_hat)
-        eps = (x - ab**0.5 * x0_hat) / (1.0 - ab) ** 0.5
+        eps = (x - ab**0.5 * guide.threshold(x0_hat)) / (1.0 - ab) ** 0.5
     return eps, x0_hat
 
 
@@ -176,5 +176,5 @@ def probability_flow(
             callback(Step(tau * sde.T, x_tau, _predict(guide, sde, x_tau, tau, True)[1]))
     x = flow.x
     if denoise:
-        x = _predict(guide, sde, x, tau_end, True)[1]
+        x = guide.threshold(_predict(guide, sde, x, tau_end, True)[1])
     return x.clamp(-1.0, 1.0) if clip_samples else x

@@ -66,13 +66,12 @@ def ancestral(
     noise = check_noise(noise, diffusion.T, x)
     for t in progress_bar(range(diffusion.T, 0, -1), progress, "ancestral sampling"):
         eps = guide.at_step(x, t, diffusion.alpha_bars[t])
-        x0_hat = None
         if threshold != "none" or callback is not None:
-            x0_hat = guide.threshold(diffusion.predict_x0_from_eps(x, t, eps))
-        if threshold != "none":
-            eps = diffusion.eps_from_x0(x, t, x0_hat)
-        if callback is not None:
-            callback(Step(t, x, x0_hat))
+            x0_hat = diffusion.predict_x0_from_eps(x, t, eps)
+            if callback is not None:
+                callback(Step(t, x, x0_hat))
+            if threshold != "none":
+                eps = diffusion.eps_from_x0(x, t, guide.threshold(x0_hat))
         z = None if noise is None or t == 1 else noise[t - 1]
         x = diffusion.p_sample_from_eps(x, t, eps, variance, z, generator)
     return x.clamp(-1.0, 1.0) if clip_samples else x
@@ -135,11 +134,11 @@ def ddim(
     for k, t, s in progress_bar(pairs, progress, f"DDIM ({steps} steps)"):
         eps = guide.at_step(x, t, diffusion.alpha_bars[t])
         x0_hat = diffusion.predict_x0_from_eps(x, t, eps)
+        if callback is not None:
+            callback(Step(t, x, x0_hat))
         if threshold != "none":
             x0_hat = guide.threshold(x0_hat)
             eps = diffusion.eps_from_x0(x, t, x0_hat)
-        if callback is not None:
-            callback(Step(t, x, x0_hat))
         z = None if noise is None or s == 0 else noise[k - 1]
         x = diffusion.ddim_step(x0_hat, eps, t, s, eta, z, generator)
     return x.clamp(-1.0, 1.0) if clip_samples else x

@@ -44,18 +44,18 @@ def _check_mask(mask: object, x_known: torch.Tensor) -> torch.Tensor:
 
 
 def _prediction(guide, diffusion, x, t, m, known, w):
-    r"""The (guided) ε and :math:`\hat x_0` at step ``t``, with reconstruction guidance if w > 0."""
+    r"""The model's :math:`\hat x_0` at step ``t`` (from the guided ε) and the one the step uses:
+    the same, or, if w > 0, corrected by reconstruction guidance."""
     ab_t = diffusion.alpha_bars[t]
     if w == 0.0:
-        eps = guide.at_step(x, t, ab_t)
-        return eps, diffusion.predict_x0_from_eps(x, t, eps)
+        x0_hat = diffusion.predict_x0_from_eps(x, t, guide.at_step(x, t, ab_t))
+        return x0_hat, x0_hat
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        eps = guide.at_step(xg, t, ab_t)
-        x0_hat = diffusion.predict_x0_from_eps(xg, t, eps)
+        x0_hat = diffusion.predict_x0_from_eps(xg, t, guide.at_step(xg, t, ab_t))
         (grad,) = torch.autograd.grad((m * (x0_hat - known)).pow(2).sum(), xg)
     step = w * float(ab_t) ** 0.5 / 2
-    return eps.detach(), x0_hat.detach() - step * (1 - m) * grad
+    return x0_hat.detach(), x0_hat.detach() - step * (1 - m) * grad
 
 
 @torch.no_grad()
@@ -129,7 +129,8 @@ def inpaint(
         x_T: optional starting noise ``[n, *shape]`` (else drawn from ``generator``).
         n, shape: implied by ``x_known``; if given they must match it.
         noise: must be None: several draws per step come from ``generator``.
-        callback: called once per step (at its first pass when ``resample > 1``).
+        callback: called once per network pass (``resample`` times per step, with the same
+            ``t``); its ``x0_hat`` is the model's, before reconstruction guidance and threshold.
         steps: network steps (``None`` = T); resample: RePaint's passes per step.
 
     The other arguments follow the contract of :mod:`ddpm_lib.sample`.
@@ -168,12 +169,12 @@ def inpaint(
     for t, s in progress_bar(pairs, progress, f"inpainting ({len(times)} steps)"):
         ab_t, ab_s = float(diffusion.alpha_bars[t]), float(diffusion.alpha_bars[s])
         for u in range(resample):
-            eps, x0_hat = _prediction(guide, diffusion, x, t, m, known, w)
+            x0_model, x0_hat = _prediction(guide, diffusion, x, t, m, known, w)
+            if callback is not None:
+                callback(Step(t, x, x0_model))
             x0_hat = guide.threshold(x0_hat)
             # eps from the (corrected, thresholded) x0_hat, so that the step is consistent with it
             eps = diffusion.eps_from_x0(x, t, x0_hat)
-            if callback is not None and u == 0:
-                callback(Step(t, x, x0_hat))
             unknown = diffusion.ddim_step(x0_hat, eps, t, s, 1.0, generator=generator)
             known_s = diffusion.q_sample(known, s, generator=generator) if s > 0 else known
             x = m * known_s + (1 - m) * unknown
