@@ -46,7 +46,11 @@ class Recorder:
     them in the order they came (descending ``t``)."""
 
     def __init__(self, keep: Iterable[int | float] | None = None):
-        self.keep = None if keep is None else set(keep)
+        if keep is not None:
+            keep = set(keep)
+            if any(isinstance(k, bool) or not isinstance(k, int | float) for k in keep):
+                raise ValueError(f"keep must hold step times (numbers) or be None, got {keep!r}")
+        self.keep = keep
         self.steps: list[Step] = []
 
     def __call__(self, step: Step) -> None:
