@@ -148,7 +148,8 @@ def probability_flow(
     state's dtype; the solver works in float64 either way. The ``callback`` is called after the
     solve, at the start of every step the solver accepted, or, with ``t_eval`` (times in
     ``[tau_end, 1]``, decreasing), at those times (the solver's interpolant there); its
-    :math:`\hat x_0` costs one more network call per call. Count the network calls with
+    :math:`\hat x_0` costs one more network call per call (``progress`` shows a bar over these calls
+    only: the adaptive solve has no known length). Count the network calls with
     :class:`ddpm_lib.models.CallCounter`. Returns ``[n, *shape]``.
     """
     if noise is not None:
