@@ -99,12 +99,13 @@ def sample_time(
     fast = InferenceModel(model.to(device), precision, compiled, backend)
     sync(device)
     t0 = time.perf_counter()
-    ddim(fast, diffusion, n, steps=1, generator=torch.Generator(device=device).manual_seed(0))
+    gen = torch.Generator(device=device).manual_seed(0)
+    ddim(fast, diffusion, n=n, steps=1, generator=gen, threshold="static")
     sync(device)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     gen = torch.Generator(device=device).manual_seed(0)
-    ddim(fast, diffusion, n, steps=steps, generator=gen)
+    ddim(fast, diffusion, n=n, steps=steps, generator=gen, threshold="static")
     sync(device)
     seconds = time.perf_counter() - t0
     return {

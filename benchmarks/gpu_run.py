@@ -45,6 +45,7 @@ from gpu_common import Clock, Results, environment, log, summary
 from ddpm_lib import hub, io
 from ddpm_lib.config import get_config
 from ddpm_lib.models import UNet, count_parameters
+from ddpm_lib.sample import SAMPLERS
 from ddpm_lib.train.arguments import resolve_device, resolve_precision
 
 # What each mode runs. "gpu" is the real run; "smoke" runs every stage on a CPU in about a minute.
@@ -272,7 +273,8 @@ def eval_stage(plan, decision, device, precision, clock, out, work, names) -> No
         conditional = available[name].info["config"].get("num_classes") is not None
         if not conditional and scale != 1.0:
             continue
-        nfe = 1000 if sampler == "ancestral" else 50
+        # DDIM's 50 steps (release.evaluate's steps=50); ancestral runs all T = 1000
+        nfe = 50 if "steps" in SAMPLERS[sampler].options else 1000
         per_image = nfe * (2 if conditional and scale not in (0.0, 1.0) else 1)
         # n fits the time left at the sampling rate measured so far (the bench's, then each
         # evaluation's own); with no rate yet, the smallest n measures one.

@@ -38,9 +38,10 @@ import ddpm_lib
 from ddpm_lib import sample
 from ddpm_lib.data import images_to_model, load_mnist
 from ddpm_lib.metrics import fid_floor, load_classifier, mnist_fid, predict, within_class_spread
+from ddpm_lib.models import CallCounter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from samplers import Counted, load_average, machine, save  # noqa: E402
+from samplers import load_average, machine, save  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "ddpm_lib" / "weights" / "guidance-cpu.json"
 SHAPE = (1, 28, 28)
@@ -57,26 +58,14 @@ def masks() -> dict[str, torch.Tensor]:
     return {"bottom-half": top, "box": box, "random-80": rand}
 
 
-class CountedImages(Counted):
-    """:class:`Counted`, also counting the images evaluated (a CFG call evaluates 2n)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__(model)
-        self.images = 0
-
-    def forward(self, x, *args, **kwargs):
-        self.images += x.shape[0]
-        return super().forward(x, *args, **kwargs)
-
-
 class Setup:
     """Everything the rows share: networks (counted), x_T, labels, test digits, the evaluator."""
 
     def __init__(self, n: int, seed: int, steps: int) -> None:
         unet, self.d = ddpm_lib.pretrained("mnist-unet")
         cfg, _ = ddpm_lib.pretrained("mnist-unet-cfg")
-        self.unet, self.cfg = CountedImages(unet).eval(), CountedImages(cfg).eval()
-        self.clf = CountedImages(ddpm_lib.pretrained("mnist-noisy-classifier").model).eval()
+        self.unet, self.cfg = CallCounter(unet).eval(), CallCounter(cfg).eval()
+        self.clf = CallCounter(ddpm_lib.pretrained("mnist-noisy-classifier").model).eval()
         self.evaluator = load_classifier()
         self.n, self.seed, self.steps = n, seed, steps
         self.x_T = torch.randn((n, *SHAPE), generator=torch.Generator().manual_seed(seed))
@@ -87,24 +76,26 @@ class Setup:
         self.test_y = torch.as_tensor(test.labels)[idx].long()
 
 
-def _ddim(s: Setup, **kw) -> torch.Tensor:
-    return sample.ddim(
-        kw.pop("model"), s.d, x_T=s.x_T.clone(), steps=s.steps, labels=s.labels, **kw
-    )
+def _ddim(s: Setup, callback, model, **kw) -> torch.Tensor:
+    """DDIM from the shared x_T, x̂_0 clamped (``threshold="static"``) unless ``kw`` says."""
+    entry = sample.SAMPLERS["ddim"]
+    options = {**entry.options, "steps": s.steps, "threshold": "static", **kw}
+    return entry.sampler(model, s.d, x_T=s.x_T.clone(), labels=s.labels, callback=callback,
+                         **options)  # fmt: skip
 
 
 def classifier_row(gamma: float) -> Callable:
-    def run(s: Setup):
-        x = _ddim(s, model=s.unet, classifier=s.clf, classifier_scale=gamma)
+    def run(s: Setup, callback):
+        x = _ddim(s, callback, s.unet, classifier=s.clf, classifier_scale=gamma)
         return x, s.labels, {"method": "classifier", "scale": gamma, "model": "mnist-unet"}
 
     return run
 
 
 def cfg_row(scale: float, threshold: str | None = None) -> Callable:
-    def run(s: Setup):
+    def run(s: Setup, callback):
         extra = {} if threshold is None else {"threshold": threshold, "clip_samples": False}
-        x = _ddim(s, model=s.cfg, guidance_scale=scale, **extra)
+        x = _ddim(s, callback, s.cfg, guidance_scale=scale, **extra)
         info = {"method": "cfg", "scale": scale, "model": "mnist-unet-cfg"}
         if threshold is not None:
             info.update(method="threshold", threshold=threshold)
@@ -122,16 +113,16 @@ def inpaint_row(
     steps: int = 0,
     reconstruction: float = 0.0,
 ):
-    def run(s: Setup):
+    def run(s: Setup, callback):
         m = masks()[mask]
         want = s.test_y if label == "original" else torch.full_like(s.test_y, int(label))
         kw = {"labels": want, "guidance_scale": 3.0} if conditional else {}
         kw["reconstruction_scale"] = reconstruction
         gen = torch.Generator().manual_seed(s.seed + 1)
         model = s.cfg if conditional else s.unet
-        x = sample.inpaint(
-            model, s.d, s.test_x, m, resample=resample, steps=steps or s.steps, generator=gen, **kw
-        )
+        x = sample.inpaint(model, s.d, x_known=s.test_x, mask=m, resample=resample,
+                           steps=steps or s.steps, generator=gen, threshold="static",
+                           callback=callback, **kw)  # fmt: skip
         masked_acc = float(
             (predict(s.evaluator, m * s.test_x - (1 - m)) == s.test_y).double().mean()
         )
@@ -172,21 +163,14 @@ ROWS: dict[str, Callable] = {
 
 def run_row(name: str, s: Setup) -> dict:
     record: list[float] = []
-    original = s.d.predict_x0_from_eps
 
-    def recording(x, t, eps):  # instrumentation: how far x̂_0 leaves [-1, 1] at each step
-        x0 = original(x, t, eps)
-        record.append(float((x0.abs() > 1).double().mean()))
-        return x0
+    def recording(step: sample.Step) -> None:  # how far the model's x̂_0 leaves [-1, 1] per pass
+        record.append(float((step.x0_hat.abs() > 1).double().mean()))
 
-    s.d.predict_x0_from_eps = recording
     for net in (s.unet, s.cfg, s.clf):
-        net.calls = net.images = 0
+        net.reset()
     load_before, start = load_average(), time.perf_counter()
-    try:
-        x, want, info = ROWS[name](s)
-    finally:
-        del s.d.predict_x0_from_eps
+    x, want, info = ROWS[name](s, recording)
     wall = time.perf_counter() - start
     fid = mnist_fid(x, classifier=s.evaluator)
     pred = predict(s.evaluator, x)

@@ -43,7 +43,7 @@ ZERO_EPS = lambda x, t: torch.zeros_like(x)  # noqa: E731
         ),
         (lambda x: D.q_sample(x, 3, noise=torch.zeros(2, 5)), r"noise must have the same shape"),
         (lambda x: D.q_posterior(x, x[:1], 3), r"x_t must have the same shape as x0"),
-        (lambda x: sample.ancestral(ZERO_EPS, D, 2, shape=(0,)), r"positive sizes"),
+        (lambda x: sample.ancestral(ZERO_EPS, D, n=2, shape=(0,)), r"positive sizes"),
         (
             lambda x: sample.ancestral(ZERO_EPS, D, shape=(3,), x_T=x),
             r"x_T must have shape \[2, 3\]",

@@ -90,7 +90,9 @@ def test_langevin_step_right_answers_pass_and_match_the_library():
     # the reference is one step of sample.langevin, whose noise is randn_like(x, generator)
     g, x = toy.two_d_mixture(), torch.randn(5, 2, dtype=torch.float64)
     z = randn_like(x, torch.Generator().manual_seed(9))
-    lib = sample.langevin(g.score, x, 0.07, 1, generator=torch.Generator().manual_seed(9))
+    lib = sample.langevin(
+        g.score, x, step_size=0.07, steps=1, generator=torch.Generator().manual_seed(9)
+    )
     assert torch.allclose(lib, T._langevin_ref(x, g.score(x), 0.07, z))
 
 
@@ -177,7 +179,7 @@ def test_noiseless_langevin_the_answer_is_the_number_of_modes():
     p, g = T.noiseless_langevin_given(), toy.two_d_mixture()
     gen = torch.Generator().manual_seed(p["seed"])
     x = 3.0 * torch.rand(p["n_chains"], 2, generator=gen, dtype=torch.float64) - 1.5
-    ends = sample.langevin(g.score, x, p["step_size"], p["n_steps"], add_noise=False)
+    ends = sample.langevin(g.score, x, step_size=p["step_size"], steps=p["steps"], add_noise=False)
     assert float(g.score(ends).norm(dim=1).max()) < 1e-3  # every chain came to rest
     modes = torch.unique((ends * 100).round(), dim=0)
     assert len(modes) == T._noiseless_ends() == g.K == 4

@@ -86,12 +86,12 @@ def _guided(name: str, problem, gamma: float, n: int = 2000, seed: int = 3) -> t
     )
     gen = torch.Generator().manual_seed(seed + 1)
     if name == "ddim":
-        return sample.ddim(eps_model, d, steps=100, clip_x0=False, **kw)
+        return sample.ddim(eps_model, d, steps=100, threshold="none", **kw)
     if name == "ancestral":
         return sample.ancestral(eps_model, d, generator=gen, **kw)
     if name == "reverse_sde":
         return sample.reverse_sde(eps_model, d, steps=500, generator=gen, **kw)
-    return sample.probability_flow(eps_model, d, **kw).samples
+    return sample.probability_flow(eps_model, d, **kw)
 
 
 SLOW = pytest.mark.slow
@@ -152,7 +152,7 @@ def test_gamma_three_with_a_langevin_corrector_reaches_the_tilted_density(proble
         return -eps_model(y, t) / sigma + 3.0 * sample.classifier_gradient(clf, y, t, labels)
 
     gen = torch.Generator().manual_seed(9)
-    y = sample.langevin(guided_score, x, step_size=2e-3, n_steps=1000, generator=gen)
+    y = sample.langevin(guided_score, x, step_size=2e-3, steps=1000, generator=gen)
     p = _two_sample_p(y, _tilted(g, 3.0, n, 5))
     assert min(p) > 1e-3, p
 
@@ -177,15 +177,19 @@ def test_threshold_x0_on_known_inputs():
         sample.threshold_x0(x, "dynamic", 99.5)
 
 
-def test_threshold_static_is_the_old_clip_flag(problem):
+def test_threshold_static_clamps_x0_hat_in_every_step(problem):
     g = problem[1]
     d = Diffusion(schedule.linear_betas(100))
     eps_model = g.eps_model(d)
     kw = dict(x_T=_x_T(64, 4) * 3, shape=(2,), clip_samples=False)
-    a = sample.ddim(eps_model, d, steps=20, clip_x0=True, **kw)
-    assert torch.equal(a, sample.ddim(eps_model, d, steps=20, threshold="static", **kw))
-    b = sample.ddim(eps_model, d, steps=20, clip_x0=False, **kw)
-    assert torch.equal(b, sample.ddim(eps_model, d, steps=20, threshold="none", **kw))
+    a = sample.ddim(eps_model, d, steps=20, threshold="static", **kw)
+    x, times = kw["x_T"].clone(), sample.ddim_timesteps(100, 20).flip(0).tolist()
+    for t, s in zip(times, [*times[1:], 0], strict=True):  # the DDIM loop with x0_hat clamped
+        x0 = d.predict_x0_from_eps(x, t, eps_model(x, t)).clamp(-1, 1)
+        x = d.ddim_step(x0, d.eps_from_x0(x, t, x0), t, s)
+    assert torch.allclose(a, x, atol=1e-12)
+    b = sample.ddim(eps_model, d, steps=20, threshold="none", **kw)
+    assert not torch.allclose(a, b, atol=1e-3)  # the clamp acts on this x_T
     noise = torch.randn(100, 64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     c = sample.ancestral(eps_model, d, noise=noise, threshold="static", **kw)
     x = kw["x_T"].clone()
@@ -197,7 +201,7 @@ def test_threshold_static_is_the_old_clip_flag(problem):
 def test_guidance_arguments_are_checked(problem):
     d, g, eps_model, clf = problem
     unconditional = lambda x, t: eps_model(x, t)  # noqa: E731 (no .config: unconditional)
-    kw = dict(n=4, shape=(2,), steps=2)
+    kw = dict(n=4, shape=(2,), steps=2, threshold="static")
     with pytest.raises(ValueError, match="needs labels"):
         sample.ddim(unconditional, d, classifier=clf, **kw)
     with pytest.raises(ValueError, match="needs a classifier"):

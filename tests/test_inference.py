@@ -52,8 +52,8 @@ def test_compiled_path_traces_and_samples(model):
     with torch.no_grad():
         torch.testing.assert_close(fast(x, t), model(x, t))
     g = torch.Generator().manual_seed(0)
-    images = sample.ddim(fast, get_config("tiny").diffusion(), 4, steps=2, generator=g,
-                         labels=torch.arange(4), guidance_scale=2.0)  # fmt: skip
+    images = sample.ddim(fast, get_config("tiny").diffusion(), n=4, steps=2, generator=g,
+                         labels=torch.arange(4), guidance_scale=2.0, threshold="static")  # fmt: skip
     assert images.shape == (4, 1, 28, 28)
 
 

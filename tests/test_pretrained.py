@@ -86,7 +86,7 @@ def test_unconditional_model_draws_every_digit():
     model, diffusion = ddpm_lib.pretrained("mnist-unet")
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        x = sample.ddim(model, diffusion, N, steps=STEPS, generator=g)
+        x = sample.ddim(model, diffusion, n=N, steps=STEPS, generator=g, threshold="static")
     assert x.shape == (N, 1, 28, 28) and torch.isfinite(x).all()
     counts = torch.bincount(predict(load_classifier(), x), minlength=10)
     assert int((counts > 0).sum()) >= MIN_CLASSES_UNCOND, counts.tolist()
@@ -104,11 +104,12 @@ def test_guided_model_draws_the_requested_digit():
         x = sample.ddim(
             model,
             diffusion,
-            N_CFG,
+            n=N_CFG,
             steps=STEPS,
             labels=labels,
             guidance_scale=CFG_SCALE,
             generator=g,
+            threshold="static",
         )
     assert class_accuracy(x, labels) >= MIN_CFG_ACCURACY
 

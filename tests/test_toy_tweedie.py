@@ -226,11 +226,11 @@ def test_eps_model_drives_ddim_and_classifier_free_guidance(linear):
     g, n = _two_d(), 1500
     model = g.eps_model(linear)
     x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    out = sample.ddim(model, linear, x_T=x_T, steps=100, clip_x0=False, clip_samples=False)
+    out = sample.ddim(model, linear, x_T=x_T, steps=100, threshold="none", clip_samples=False)
     p = toy.ks_per_coordinate(out, g)
     print(f"DDIM (100 steps) vs mixture, KS p-values per coordinate: {p}")
     assert min(p) > 1e-3, p
-    kw = {"x_T": x_T[:200], "steps": 20, "clip_x0": False, "clip_samples": False}
+    kw = {"x_T": x_T[:200], "steps": 20, "threshold": "none", "clip_samples": False}
     plain = sample.ddim(model, linear, **kw)
     null = sample.ddim(model, linear, labels=0, guidance_scale=0.0, **kw)
     assert torch.allclose(plain, null, atol=1e-12, rtol=0)

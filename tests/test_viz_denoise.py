@@ -35,8 +35,9 @@ def frames(d, digits):
 @pytest.fixture(scope="module")
 def trajectory(d):
     g = torch.Generator().manual_seed(3)
-    return sample.ancestral(_model, d, n=3, shape=(1, 8, 8), generator=g,
-                            return_trajectory=True, keep=[40, 20, 5, 1])  # fmt: skip
+    rec = sample.Recorder(keep=[40, 20, 5, 1])
+    out = sample.ancestral(_model, d, n=3, shape=(1, 8, 8), generator=g, callback=rec)
+    return rec, out
 
 
 def test_denoise_steps_are_the_library_formulas(d, digits, frames):
@@ -97,22 +98,24 @@ def test_static_denoising_is_an_animation_over_t(frames):
 
 
 def test_trajectory_widget_live_and_static(trajectory, monkeypatch, fig):
-    D.draw_trajectory(fig, 20, trajectory=trajectory, index=2)
-    k = trajectory.steps.tolist().index(20)
-    assert np.allclose(image_of(fig.axes[0]), viz.to_display(trajectory.x_t[k, 2, 0]).numpy())
-    assert np.allclose(image_of(fig.axes[1]), viz.to_display(trajectory.x0_pred[k, 2, 0]).numpy())
-    assert np.allclose(image_of(fig.axes[2]), viz.to_display(trajectory.samples[2, 0]).numpy())
-    html = D.explore_trajectory(trajectory, static=True).data
+    rec, samples = trajectory
+    D.draw_trajectory(fig, 20, trajectory=rec, samples=samples, index=2)
+    k = rec.t.tolist().index(20)
+    x0_shown = rec.x0_hat[k, 2, 0].clamp(-1, 1)  # the prediction, clamped for display
+    assert np.allclose(image_of(fig.axes[0]), viz.to_display(rec.x_t[k, 2, 0]).numpy())
+    assert np.allclose(image_of(fig.axes[1]), viz.to_display(x0_shown).numpy())
+    assert np.allclose(image_of(fig.axes[2]), viz.to_display(samples[2, 0]).numpy())
+    html = D.explore_trajectory(rec, samples, static=True).data
     assert "<script" in html and html.count("data:image/png") == 4
     calls = []
     real = D.draw_trajectory
     monkeypatch.setattr(D, "draw_trajectory", lambda fig, t, **kw: (real(fig, t, **kw),
                                                                     calls.append(t)))  # fmt: skip
-    w = shown(D.explore_trajectory(trajectory, index=1, static=False))
+    w = shown(D.explore_trajectory(rec, samples, index=1, static=False))
     assert calls[-1] == 40  # starts at x_T: the way down
     w.children[0].value = 5
     assert calls[-1] == 5
     with pytest.raises(ValueError, match=r"index must be an int in \[0, 2\], got 3"):
-        D.explore_trajectory(trajectory, index=3)
+        D.explore_trajectory(rec, samples, index=3)
     with pytest.raises(ValueError, match="one of the kept steps"):
-        D.draw_trajectory(fig, 7, trajectory=trajectory)
+        D.draw_trajectory(fig, 7, trajectory=rec, samples=samples)

@@ -54,11 +54,24 @@ def test_grid_is_the_samplers_from_one_noise(nets, grid, evaluator):
     x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     assert torch.equal(grid.x_T, x_T) and grid.labels.tolist() == [3, 7]
     y = torch.tensor([3, 7])
-    guided = sample.ddim(unet, d, x_T=x_T, steps=2, labels=y, classifier=clf, classifier_scale=2.0)
+    guided = sample.ddim(
+        unet,
+        d,
+        x_T=x_T,
+        steps=2,
+        labels=y,
+        classifier=clf,
+        classifier_scale=2.0,
+        threshold="static",
+    )
     # (float32 convolutions may differ in the last bit from call to call: a tight tolerance)
     assert torch.allclose(grid.images[0, 1], guided, atol=1e-5)
-    assert torch.allclose(grid.images[0, 0], sample.ddim(unet, d, x_T=x_T, steps=2), atol=1e-5)
-    cfg_out = sample.ddim(cfg, d, x_T=x_T, steps=2, labels=y, guidance_scale=2.0)
+    assert torch.allclose(
+        grid.images[0, 0], sample.ddim(unet, d, x_T=x_T, steps=2, threshold="static"), atol=1e-5
+    )
+    cfg_out = sample.ddim(
+        cfg, d, x_T=x_T, steps=2, labels=y, guidance_scale=2.0, threshold="static"
+    )
     assert torch.allclose(grid.images[1, 1], cfg_out, atol=1e-5)
     assert (grid.images[0, 1] - grid.images[0, 0]).abs().max() > 0.01  # the classifier acts
     flat = grid.images.reshape(-1, 1, 28, 28)
@@ -250,8 +263,8 @@ def test_inpaint_frames_keep_known_pixels_and_are_the_library(nets, digits, inpa
     for k in range(2):
         known = f.masks[k].expand_as(digits) > 0
         assert torch.equal(f.completed[k][known], digits[known])
-    direct = sample.inpaint(unet, d, digits, f.masks[1], steps=2, x_T=f.x_T,
-                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+    direct = sample.inpaint(unet, d, x_known=digits, mask=f.masks[1], steps=2, x_T=f.x_T,
+                            generator=torch.Generator().manual_seed(0), threshold="static")  # fmt: skip
     assert torch.allclose(f.completed[1], direct, atol=1e-5)
     assert torch.equal(f.predicted.reshape(-1),
                        metrics.predict(evaluator, f.completed.reshape(-1, 1, 28, 28)))  # fmt: skip
@@ -262,8 +275,8 @@ def test_inpaint_with_a_label_uses_cfg(nets, digits, evaluator):
     _, cfg, _, d = nets
     f = V.inpaint_frames(cfg, d, digits, ["box"], label=3, guidance_scale=2.0, steps=2,
                          evaluator=evaluator)  # fmt: skip
-    direct = sample.inpaint(cfg, d, digits, V.make_mask("box"), steps=2, x_T=f.x_T, labels=3,
-                            guidance_scale=2.0, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    direct = sample.inpaint(cfg, d, x_known=digits, mask=V.make_mask("box"), steps=2, x_T=f.x_T, labels=3,
+                            guidance_scale=2.0, generator=torch.Generator().manual_seed(0), threshold="static")  # fmt: skip
     assert torch.allclose(f.completed[0], direct, atol=1e-5) and f.label == 3
     with pytest.raises(ValueError, match="kinds"):
         V.inpaint_frames(cfg, d, digits, ["left"], steps=1)
@@ -300,9 +313,9 @@ def test_explore_inpainting_static_and_live(nets, inpainted, evaluator, monkeypa
     label.value = 7  # computed on demand with the CFG model, same digits, mask and x_T
     shown_frames = calls[-1][1]["frames"]
     assert shown_frames.label == 7 and shown_frames.kinds == ("bottom half",)
-    direct = sample.inpaint(cfg, d, inpainted.x0, inpainted.masks[0], steps=2, labels=7,
+    direct = sample.inpaint(cfg, d, x_known=inpainted.x0, mask=inpainted.masks[0], steps=2, labels=7,
                             guidance_scale=inpainted.guidance_scale, x_T=inpainted.x_T,
-                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+                            generator=torch.Generator().manual_seed(0), threshold="static")  # fmt: skip
     assert torch.allclose(shown_frames.completed[0], direct, atol=1e-5)
     kind.value = "random pixels"
     assert calls[-1][0] == ("random pixels",) and calls[-1][1]["frames"].label == 7

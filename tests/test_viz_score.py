@@ -93,7 +93,9 @@ def test_draw_score_fields_and_explorer(fields, fig, monkeypatch):
 def trajectory(mixture):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(30, 2, generator=gen, dtype=torch.float64)
-    return sample.langevin(mixture.score, x, 0.01, 12, generator=gen, return_trajectory=True)
+    rec = sample.Recorder()
+    end = sample.langevin(mixture.score, x, step_size=0.01, steps=12, generator=gen, callback=rec)
+    return torch.cat([rec.x_t, end[None]])
 
 
 def test_draw_langevin_shows_the_chains_at_iteration_i(trajectory, mixture, fig):

@@ -249,9 +249,10 @@ def evaluate(
     precision: str = "fp32",
     compile: bool = False,
 ) -> EvalResult:
-    """Sample ``n`` images from the shipped model ``name`` and score them with ``ddpm_lib.metrics``.
+    r"""Sample ``n`` images from the shipped model ``name`` and score them with ``ddpm_lib.metrics``.
 
-    ``sampler`` is ``"ddim"`` (``steps`` steps, eta 0) or ``"ancestral"`` (all T steps, Algorithm 2).
+    ``sampler`` is ``"ddim"`` (``steps`` steps, eta 0, :math:`\hat x_0` clamped: ``threshold="static"``)
+    or ``"ancestral"`` (all T steps, Algorithm 2), run through ``sample.SAMPLERS``.
     A class-conditional model is sampled with labels ``0, 1, ..., 9, 0, ...`` at ``guidance_scale``.
     ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) and ``compile`` choose how the network runs
     (:class:`ddpm_lib.models.InferenceModel`; the sampler's state stays float32); both are recorded.
@@ -270,16 +271,16 @@ def evaluate(
     model = InferenceModel(net, precision, compile) if precision != "fp32" or compile else net
     conditional = model.config.num_classes is not None
     g = torch.Generator(device=dev).manual_seed(seed)
+    entry = sample.SAMPLERS[sampler]
+    options = {**entry.options, **({"steps": steps} if "steps" in entry.options else {})}
+    threshold = "static" if sampler == "ddim" else "none"  # what the recorded numbers used
     chunks, start = [], time.perf_counter()
     for i in range(0, n, batch_size):
         m = min(batch_size, n - i)
-        kw: dict[str, Any] = {"generator": g, "device": dev}
+        kw: dict[str, Any] = {"generator": g, "device": dev, "threshold": threshold}
         if conditional:
             kw.update(labels=(torch.arange(i, i + m) % 10).to(dev), guidance_scale=guidance_scale)
-        if sampler == "ddim":
-            x = sample.ddim(model, diffusion, m, steps=steps, **kw)
-        else:
-            x = sample.ancestral(model, diffusion, m, **kw)
+        x = entry.sampler(model, diffusion, n=m, **options, **kw)
         chunks.append(x.float().cpu())
     seconds = time.perf_counter() - start
     x = torch.cat(chunks).clamp(-1, 1)

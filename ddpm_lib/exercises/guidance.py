@@ -88,7 +88,7 @@ def _cg_cases() -> list[Case]:
 
 def check_classifier_guided_eps(fn: Callable[..., Any]) -> CheckResult:
     r"""Check ``fn(eps, grad_log_p, alpha_bar, gamma) -> eps_hat``, the classifier-guided
-    prediction (Dhariwal & Nichol 2021, Algorithm 2; :class:`ddpm_lib.sample.base.Guide`):
+    prediction (Dhariwal & Nichol 2021, Algorithm 2; :class:`ddpm_lib.sample.guidance.Guide`):
 
     .. math:: \hat\epsilon = \epsilon_\theta(\mathbf x_t, t) - \sqrt{1-\bar\alpha_t}\;\gamma\,
         \nabla_{\mathbf x_t}\log p_\phi(y\mid\mathbf x_t, t)

@@ -226,18 +226,18 @@ register(
     "chain ends at the mode of the basin it started in. two_d_mixture() has four modes (one near "
     "each component's mean), so four distinct end points remain; the share of chains at each is "
     "the share of starting points in its basin, not the component's weight.\n"
-    "In code:  noiseless_langevin_given() gives the set-up; run sample.langevin(g.score, x, c, n, "
-    "add_noise=False) and group the end points.",
+    "In code:  noiseless_langevin_given() gives the set-up; run sample.langevin(g.score, x, step_size=c, "
+    "steps=n, add_noise=False) and group the end points.",
 )
 
 
 def noiseless_langevin_given() -> dict[str, Any]:
     """The set-up of :func:`check_noiseless_langevin_prediction`: ``n_chains`` starting points
     drawn uniformly on ``[-1.5, 1.5]^2`` from ``torch.Generator().manual_seed(seed)``, then
-    ``n_steps`` Langevin steps of ``step_size`` on :func:`ddpm_lib.toy.two_d_mixture` with the exact
+    ``steps`` Langevin steps of ``step_size`` on :func:`ddpm_lib.toy.two_d_mixture` with the exact
     score and ``add_noise=False``; end points closer than ``radius`` count as one, and a group
     needs at least ``min_share`` of the chains."""
-    return {"n_chains": 500, "step_size": 0.01, "n_steps": 3000, "seed": 0, "radius": 0.05,
+    return {"n_chains": 500, "step_size": 0.01, "steps": 3000, "seed": 0, "radius": 0.05,
             "min_share": 0.01}  # fmt: skip
 
 
@@ -263,7 +263,7 @@ def _noiseless_ends() -> int:
     g = toy.two_d_mixture()
     gen = torch.Generator().manual_seed(p["seed"])
     x = 3.0 * torch.rand(p["n_chains"], 2, generator=gen, dtype=torch.float64) - 1.5
-    ends = sample.langevin(g.score, x, p["step_size"], p["n_steps"], add_noise=False)
+    ends = sample.langevin(g.score, x, step_size=p["step_size"], steps=p["steps"], add_noise=False)
     return count_clusters(ends, p["radius"], p["min_share"])
 
 

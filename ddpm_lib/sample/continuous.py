@@ -1,54 +1,65 @@
-r"""Continuous-time samplers on the same ε-network as Algorithm 2 (re-exported by
-:mod:`ddpm_lib.sample`): the reverse-time SDE by Euler–Maruyama and the probability-flow ODE by
-``scipy.integrate.solve_ivp`` (Song et al. 2021, Secs. 3–4). Time and schedule follow
-:class:`ddpm_lib.sde.VPSDE`: :math:`\tau \in [0, 1]`, network time :math:`t = \tau T`.
-
-Arguments shared with :func:`ddpm_lib.sample.ancestral` (``n``, ``x_T``, ``shape``, ``labels``,
-``guidance_scale``, ``generator``, ``device``, ``clip_samples``) mean the same.
-"""
+r"""Continuous-time samplers on the same ε-network as Algorithm 2: the reverse-time SDE by
+Euler–Maruyama and the probability-flow ODE by ``scipy.integrate.solve_ivp`` (Song et al. 2021,
+Secs. 3–4). Time and schedule follow :class:`ddpm_lib.sde.VPSDE`: :math:`\tau \in [0, 1]`, network
+time :math:`t = \tau T` (the ``t`` of the :class:`~ddpm_lib.sample.Step` a callback sees). Both
+follow the contract of :mod:`ddpm_lib.sample`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 
+from .._validate import check_int, check_number
 from ..diffusion import randn_like
 from ..sde import VPSDE, solve_flow
-from .base import Guide, _start, make_guide
+from .base import Step, check_noise, progress_bar, start
+from .guidance import Guide, make_guide
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = ["ODESample", "probability_flow", "reverse_sde"]
+__all__ = ["probability_flow", "reverse_sde"]
 
 
-def _eps_fn(guide: Guide, sde: VPSDE) -> Callable:
-    """``eps(x, tau)``: the (guided) prediction at the continuous time ``tau T`` for the batch."""
-
-    def eps(x: torch.Tensor, tau: float) -> torch.Tensor:
-        t = sde.t_of(tau).to(device=x.device, dtype=x.dtype).expand(x.shape[0])
-        return guide(x, t, float(1.0 - sde.alpha_bar(tau)) ** 0.5)
-
-    return eps
+def _predict(guide: Guide, sde: VPSDE, x: torch.Tensor, tau: float, want_x0: bool):
+    r"""The ε the step uses at time ``tau``: the (guided) :math:`\hat\epsilon`, or, if the run
+    thresholds, the one recomputed from the thresholded :math:`\hat x_0`; and, if ``want_x0`` or
+    the run thresholds, the model's :math:`\hat x_0 = (x - \sqrt{1-\bar\alpha}\,\hat\epsilon)
+    /\sqrt{\bar\alpha}` before the threshold (else None)."""
+    ab = float(sde.alpha_bar(tau))
+    t = sde.t_of(tau).to(device=x.device, dtype=x.dtype).expand(x.shape[0])
+    eps = guide(x, t, (1.0 - ab) ** 0.5)
+    if guide.threshold_name == "none" and not want_x0:
+        return eps, None
+    x0_hat = (x - (1.0 - ab) ** 0.5 * eps) / ab**0.5
+    if guide.threshold_name != "none":
+        eps = (x - ab**0.5 * guide.threshold(x0_hat)) / (1.0 - ab) ** 0.5
+    return eps, x0_hat
 
 
 @torch.no_grad()
 def reverse_sde(
     model: Callable,
     diffusion: Diffusion,
+    *,
     n: int | None = None,
-    steps: int = 1000,
+    shape: Sequence[int] | None = None,
     x_T: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-    shape: Sequence[int] | None = None,
+    noise: torch.Tensor | None = None,
     labels: torch.Tensor | int | None = None,
     guidance_scale: float = 1.0,
-    device: torch.device | str | None = None,
-    clip_samples: bool = True,
     classifier: Callable | None = None,
     classifier_scale: float = 1.0,
+    threshold: str = "none",
+    dynamic_percentile: float = 0.995,
+    clip_samples: bool = True,
+    callback: Callable[[Step], None] | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    steps: int = 1000,
 ) -> torch.Tensor:
     r"""Sample by the reverse-time SDE (Anderson 1982; Song et al. 2021, Eq. 6)
 
@@ -66,54 +77,58 @@ def reverse_sde(
     with :math:`\mathbf z = 0` in the last step (as Algorithm 2 adds no noise at :math:`t = 1`).
     With ``steps = T`` the network is called at the integer steps :math:`t = T, \dots, 1` and
     :math:`\beta(\tau_k)h = -\log\alpha_t \approx \beta_t`: the update is Algorithm 2's to first
-    order in :math:`\beta_t`. ``labels``, ``guidance_scale``, ``classifier`` and
-    ``classifier_scale`` guide as in :func:`ddpm_lib.sample.ancestral`. Returns samples
-    ``[n, *shape]``.
+    order in :math:`\beta_t`. The arguments of the contract are in :mod:`ddpm_lib.sample`
+    (``noise[k - 1]`` is the :math:`\mathbf z` of the step from :math:`\tau_k`; a ``threshold``
+    replaces :math:`\epsilon_\theta` by the one recomputed from the thresholded :math:`\hat x_0`).
+    Own option: ``steps`` >= 1. Returns ``[n, *shape]``.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    steps = check_int("steps", steps, lo=1)
     sde = VPSDE(diffusion)
-    x, dev = _start(model, n, shape, x_T, generator, device)
-    guide = make_guide(model, x.shape[0], labels, guidance_scale, classifier, classifier_scale, dev)
-    eps_at = _eps_fn(guide, sde)
+    x, dev = start(model, n, shape, x_T, generator, device)
+    guide = make_guide(model, x.shape[0], labels=labels, guidance_scale=guidance_scale,
+                       classifier=classifier, classifier_scale=classifier_scale,
+                       threshold=threshold, dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
+    noise = check_noise(noise, steps, x)
     h = 1.0 / steps
-    for k in range(steps, 0, -1):
+    for k in progress_bar(range(steps, 0, -1), progress, f"reverse SDE ({steps} steps)"):
         tau = k * h
-        eps = eps_at(x, tau)
+        eps, x0_hat = _predict(guide, sde, x, tau, callback is not None)
+        if callback is not None:
+            callback(Step(tau * sde.T, x, x0_hat))
         x = x - h * sde.reverse_drift_from_eps(x, tau, eps)
         if k > 1:
-            x = x + float(sde.g(tau)) * h**0.5 * randn_like(x, generator)
+            z = randn_like(x, generator) if noise is None else noise[k - 1]
+            x = x + float(sde.g(tau)) * h**0.5 * z
     return x.clamp(-1.0, 1.0) if clip_samples else x
-
-
-class ODESample(NamedTuple):
-    r"""``samples`` ``[n, *shape]`` and ``nfe``, the number of (batched) network evaluations the
-    adaptive solver used (plus one for the final denoising step, if any)."""
-
-    samples: torch.Tensor
-    nfe: int
 
 
 @torch.no_grad()
 def probability_flow(
     model: Callable,
     diffusion: Diffusion,
+    *,
     n: int | None = None,
+    shape: Sequence[int] | None = None,
     x_T: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    noise: None = None,
+    labels: torch.Tensor | int | None = None,
+    guidance_scale: float = 1.0,
+    classifier: Callable | None = None,
+    classifier_scale: float = 1.0,
+    threshold: str = "none",
+    dynamic_percentile: float = 0.995,
+    clip_samples: bool = True,
+    callback: Callable[[Step], None] | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
     rtol: float = 1e-5,
     atol: float = 1e-5,
     method: str = "RK45",
-    shape: Sequence[int] | None = None,
-    labels: torch.Tensor | int | None = None,
-    guidance_scale: float = 1.0,
-    generator: torch.Generator | None = None,
     tau_end: float = 1e-3,
     denoise: bool = True,
-    device: torch.device | str | None = None,
-    clip_samples: bool = True,
-    classifier: Callable | None = None,
-    classifier_scale: float = 1.0,
-) -> ODESample:
+    t_eval: Sequence[float] | None = None,
+) -> torch.Tensor:
     r"""Sample by the probability-flow ODE (Song et al. 2021, Eq. 13), deterministic given
     :math:`\mathbf x(1)`:
 
@@ -128,21 +143,39 @@ def probability_flow(
     /\sqrt{\bar\alpha}` at ``tau_end`` (one more network call); ``denoise=False`` returns
     :math:`\mathbf x(\tau_\text{end})`, which :func:`ddpm_lib.sde.encode` inverts.
 
-    ``x_T`` (or a draw from ``generator``) sets the state's dtype: float32 by default, float64
-    for the exact toy. The solver works in float64 either way. ``labels``, ``guidance_scale``,
-    ``classifier`` and ``classifier_scale`` guide as in :func:`ddpm_lib.sample.ancestral` (the
-    guided score replaces the score). Returns :class:`ODESample`.
+    The arguments of the contract are in :mod:`ddpm_lib.sample`; nothing is drawn after
+    :math:`x_T`, so ``noise`` must be None. ``x_T`` (or a draw from ``generator``) sets the
+    state's dtype; the solver works in float64 either way. The ``callback`` is called after the
+    solve, at the start of every step the solver accepted, or, with ``t_eval`` (times in
+    ``[tau_end, 1]``, decreasing), at those times (the solver's interpolant there); its
+    :math:`\hat x_0` costs one more network call per call (``progress`` shows a bar over these calls
+    only: the adaptive solve has no known length). Count the network calls with
+    :class:`ddpm_lib.models.CallCounter`. Returns ``[n, *shape]``.
     """
-    if not 0.0 < float(tau_end) < 1.0:
-        raise ValueError(f"tau_end must be in (0, 1), got {tau_end!r}")
+    if noise is not None:
+        raise ValueError(
+            "noise must be None for probability_flow: the ODE draws nothing after x_T "
+            "(pass x_T or generator)"
+        )
+    tau_end = check_number("tau_end", tau_end, 0.0, 1.0, lo_open=True, hi_open=True)
+    if t_eval is not None:
+        t_eval = [check_number("t_eval", float(v), tau_end, 1.0) for v in t_eval]
+        if not t_eval or any(b >= a for a, b in zip(t_eval, t_eval[1:], strict=False)):
+            raise ValueError(f"t_eval must be non-empty and decreasing, got {t_eval}")
     sde = VPSDE(diffusion)
-    x, dev = _start(model, n, shape, x_T, generator, device)
-    guide = make_guide(model, x.shape[0], labels, guidance_scale, classifier, classifier_scale, dev)
-    eps_at = _eps_fn(guide, sde)
-    flow = solve_flow(eps_at, sde, x, 1.0, float(tau_end), rtol, atol, method)
-    x, nfe = flow.x, flow.nfe
+    x, dev = start(model, n, shape, x_T, generator, device)
+    guide = make_guide(model, x.shape[0], labels=labels, guidance_scale=guidance_scale,
+                       classifier=classifier, classifier_scale=classifier_scale,
+                       threshold=threshold, dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
+    record = None if callback is None else ("steps" if t_eval is None else t_eval)
+    flow = solve_flow(lambda s, tau: _predict(guide, sde, s, tau, False)[0], sde, x, 1.0,
+                      tau_end, rtol, atol, method, t_eval=record)  # fmt: skip
+    if callback is not None:
+        desc = "probability flow (callback)"
+        for tau, x_tau in progress_bar(zip(flow.taus.tolist(), flow.path, strict=True), progress,
+                                       desc):  # fmt: skip
+            callback(Step(tau * sde.T, x_tau, _predict(guide, sde, x_tau, tau, True)[1]))
+    x = flow.x
     if denoise:
-        ab = float(sde.alpha_bar(float(tau_end)))
-        x = (x - (1.0 - ab) ** 0.5 * eps_at(x, float(tau_end))) / ab**0.5
-        nfe += 1
-    return ODESample(x.clamp(-1.0, 1.0) if clip_samples else x, nfe)
+        x = guide.threshold(_predict(guide, sde, x, tau_end, True)[1])
+    return x.clamp(-1.0, 1.0) if clip_samples else x

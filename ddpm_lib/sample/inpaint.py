@@ -8,14 +8,16 @@ while seeing a correctly noised context. Re-exported as :func:`ddpm_lib.sample.i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
-from .._validate import check_tensor
+from .._validate import check_int, check_number, check_tensor
 from ..diffusion import randn_like
-from .base import _start, ddim_timesteps, make_guide, threshold_x0
+from .base import Step, progress_bar, start
+from .discrete import ddim_timesteps
+from .guidance import make_guide
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
@@ -41,40 +43,46 @@ def _check_mask(mask: object, x_known: torch.Tensor) -> torch.Tensor:
     return mask.to(device=x_known.device, dtype=x_known.dtype)
 
 
-def _prediction(guide, diffusion, x, t, t_batch, m, known, w):
-    r"""The (guided) ε and :math:`\hat x_0` at step ``t``, with reconstruction guidance if w > 0."""
-    sigma = float(1 - diffusion.alpha_bars[t]) ** 0.5
+def _prediction(guide, diffusion, x, t, m, known, w):
+    r"""The model's :math:`\hat x_0` at step ``t`` (from the guided ε) and the one the step uses:
+    the same, or, if w > 0, corrected by reconstruction guidance."""
+    ab_t = diffusion.alpha_bars[t]
     if w == 0.0:
-        eps = guide(x, t_batch, sigma)
-        return eps, diffusion.predict_x0_from_eps(x, t, eps)
+        x0_hat = diffusion.predict_x0_from_eps(x, t, guide.at_step(x, t, ab_t))
+        return x0_hat, x0_hat
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        eps = guide(xg, t_batch, sigma)
-        x0_hat = diffusion.predict_x0_from_eps(xg, t, eps)
+        x0_hat = diffusion.predict_x0_from_eps(xg, t, guide.at_step(xg, t, ab_t))
         (grad,) = torch.autograd.grad((m * (x0_hat - known)).pow(2).sum(), xg)
-    step = w * float(diffusion.alpha_bars[t]) ** 0.5 / 2
-    return eps.detach(), x0_hat.detach() - step * (1 - m) * grad
+    step = w * float(ab_t) ** 0.5 / 2
+    return x0_hat.detach(), x0_hat.detach() - step * (1 - m) * grad
 
 
 @torch.no_grad()
 def inpaint(
     model: Callable,
     diffusion: Diffusion,
+    *,
     x_known: torch.Tensor,
     mask: torch.Tensor,
-    resample: int = 1,
-    steps: int | None = None,
+    n: int | None = None,
+    shape: Sequence[int] | None = None,
+    x_T: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    noise: None = None,
     labels: torch.Tensor | int | None = None,
     guidance_scale: float = 1.0,
     classifier: Callable | None = None,
     classifier_scale: float = 1.0,
-    threshold: str = "static",
+    threshold: str = "none",
     dynamic_percentile: float = 0.995,
-    reconstruction_scale: float = 0.0,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    device: torch.device | str | None = None,
     clip_samples: bool = True,
+    callback: Callable[[Step], None] | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    steps: int | None = None,
+    resample: int = 1,
+    reconstruction_scale: float = 0.0,
 ) -> torch.Tensor:
     r"""Fill in the pixels of ``x_known`` where ``mask`` is 0, keeping those where it is 1.
 
@@ -98,8 +106,10 @@ def inpaint(
     :math:`t` by :math:`q(x_t \mid x_s)` and the step is redone, which lets the generated part
     agree with the known part (r network calls per step). :math:`\hat\epsilon` is the (guided)
     prediction (``labels``, ``guidance_scale``, ``classifier``, ``classifier_scale`` as in
-    :func:`ddpm_lib.sample.ancestral`) and :math:`\hat x_0` goes through ``threshold``
-    (``"static"`` by default: clamped to [-1, 1]; see :func:`ddpm_lib.sample.threshold_x0`).
+    :func:`ddpm_lib.sample.ancestral`) and :math:`\hat x_0` goes through ``threshold`` (see
+    :func:`ddpm_lib.sample.threshold_x0`; ``"static"``, clamping to [-1, 1], suits a trained
+    network), then :math:`\hat\epsilon` is recomputed from it. The known part is
+    :meth:`ddpm_lib.Diffusion.q_sample`, the unknown one :meth:`ddpm_lib.Diffusion.ddim_step`.
 
     ``reconstruction_scale`` :math:`w > 0` adds reconstruction guidance (Ho et al. 2022, *Video
     Diffusion Models*, Sec. 3.1): the replacement method never tells the network the known
@@ -117,6 +127,13 @@ def inpaint(
             are ignored); they set the dtype and, with ``device``, the device.
         mask: 1 = known pixel, 0 = fill in; any shape that broadcasts to ``x_known``'s.
         x_T: optional starting noise ``[n, *shape]`` (else drawn from ``generator``).
+        n, shape: implied by ``x_known``; if given they must match it.
+        noise: must be None: several draws per step come from ``generator``.
+        callback: called once per network pass (``resample`` times per step, with the same
+            ``t``); its ``x0_hat`` is the model's, before reconstruction guidance and threshold.
+        steps: network steps (``None`` = T); resample: RePaint's passes per step.
+
+    The other arguments follow the contract of :mod:`ddpm_lib.sample`.
 
     Returns:
         ``[n, *shape]``; the known pixels equal ``x_known``'s exactly, the others are clamped to
@@ -125,39 +142,45 @@ def inpaint(
     x_known = check_tensor("x_known", x_known)
     if x_known.dim() < 2:
         raise ValueError(f"x_known must be a batch [n, *shape], got shape {list(x_known.shape)}")
-    if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
-        raise ValueError(f"resample must be an int >= 1, got {resample!r}")
-    w = reconstruction_scale
-    if isinstance(w, bool) or not isinstance(w, int | float) or not 0.0 <= w < float("inf"):
-        raise ValueError(f"reconstruction_scale must be a number >= 0, got {w!r}")
+    if noise is not None:
+        raise ValueError(
+            "noise must be None for inpaint: it draws several noises per step (the step, the "
+            "known part, RePaint's re-noising); pass generator for reproducible draws"
+        )
+    resample = check_int("resample", resample, lo=1)
+    w = check_number("reconstruction_scale", reconstruction_scale, lo=0.0)
     tau = ddim_timesteps(diffusion.T, diffusion.T if steps is None else steps)
-    n, shape = x_known.shape[0], tuple(x_known.shape[1:])
+    n_known, shape_known = x_known.shape[0], tuple(x_known.shape[1:])
+    for name, given, implied in (("n", n, n_known), ("shape", shape, shape_known)):
+        if given is not None and (tuple(given) if name == "shape" else given) != implied:
+            raise ValueError(f"{name} must match x_known's ({implied!r}) or be None, got {given!r}")
     if x_T is not None:
         x_T = x_T.to(x_known.dtype)
     else:
         x_T = randn_like(torch.empty_like(x_known), generator)
-    x, dev = _start(model, n, shape, x_T, generator, device)
+    x, dev = start(model, n_known, shape_known, x_T, generator, device)
     known = x_known.to(dev)
     m = _check_mask(mask, known)
-    guide = make_guide(model, n, labels, guidance_scale, classifier, classifier_scale, dev)
-    ab = diffusion.alpha_bars
+    guide = make_guide(model, n_known, labels=labels, guidance_scale=guidance_scale,
+                       classifier=classifier, classifier_scale=classifier_scale,
+                       threshold=threshold, dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
     times = tau.flip(0).tolist()
-    for t, s in zip(times, [*times[1:], 0], strict=True):
-        ab_t, ab_s = float(ab[t]), float(ab[s])
-        sigma = ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)) ** 0.5
-        t_batch = torch.full((n,), t, dtype=torch.long, device=dev)
+    pairs = list(zip(times, [*times[1:], 0], strict=True))
+    for t, s in progress_bar(pairs, progress, f"inpainting ({len(times)} steps)"):
+        ab_t, ab_s = float(diffusion.alpha_bars[t]), float(diffusion.alpha_bars[s])
         for u in range(resample):
-            eps, x0_hat = _prediction(guide, diffusion, x, t, t_batch, m, known, w)
-            x0_hat = threshold_x0(x0_hat, threshold, dynamic_percentile)
+            x0_model, x0_hat = _prediction(guide, diffusion, x, t, m, known, w)
+            if callback is not None:
+                callback(Step(t, x, x0_model))
+            x0_hat = guide.threshold(x0_hat)
+            # eps from the (corrected, thresholded) x0_hat, so that the step is consistent with it
             eps = diffusion.eps_from_x0(x, t, x0_hat)
-            unknown = ab_s**0.5 * x0_hat + max(1 - ab_s - sigma**2, 0.0) ** 0.5 * eps
-            if s > 0:
-                unknown = unknown + sigma * randn_like(x, generator)
-                known_s = ab_s**0.5 * known + (1 - ab_s) ** 0.5 * randn_like(x, generator)
-            else:
-                known_s = known
+            unknown = diffusion.ddim_step(x0_hat, eps, t, s, 1.0, generator=generator)
+            known_s = diffusion.q_sample(known, s, generator=generator) if s > 0 else known
             x = m * known_s + (1 - m) * unknown
-            if u < resample - 1 and s > 0:  # RePaint: back to t by q(x_t | x_s), then redo
+            # RePaint: back to t by q(x_t | x_s), then redo. (At s = 0 the passes u >= 1 redo the
+            # step from the clean x without re-noising: a known slip, kept for the shipped numbers.)
+            if u < resample - 1 and s > 0:
                 a = ab_t / ab_s
                 x = a**0.5 * x + (1 - a) ** 0.5 * randn_like(x, generator)
     if clip_samples:

@@ -9,7 +9,7 @@ are :func:`ddpm_lib.sample.reverse_sde` and :func:`ddpm_lib.sample.probability_f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -32,10 +32,13 @@ __all__ = [
 # ------------------------------------------------------------------ ODE solving (scipy)
 class Flow(NamedTuple):
     r"""The end of an ODE solve: ``x`` (the state at the far end, the input's shape and dtype) and
-    ``nfe``, the number of network evaluations it took (each counts one batched call)."""
+    ``nfe``, the number of network evaluations it took (each counts one batched call); with
+    ``t_eval``, ``taus`` ``[K]`` (float64) and the states there, ``path`` ``[K, *x.shape]``."""
 
     x: torch.Tensor
     nfe: int
+    taus: torch.Tensor | None = None
+    path: torch.Tensor | None = None
 
 
 def _check_tau(name: str, value: float) -> float:
@@ -63,6 +66,7 @@ def solve_flow(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     method: str = "RK45",
+    t_eval: str | Sequence[float] | None = None,
 ) -> Flow:
     r"""Integrate the probability-flow ODE :math:`d\mathbf x/d\tau =` :meth:`VPSDE.ode_drift_from_eps`
     from ``tau_from`` to ``tau_to`` (either direction) with ``scipy.integrate.solve_ivp``
@@ -85,11 +89,17 @@ def solve_flow(
         return drift.detach().double().cpu().numpy().reshape(-1)
 
     y0 = x.detach().double().cpu().numpy().reshape(-1)
-    sol = solve_ivp(rhs, (tau_from, tau_to), y0, method=method, rtol=rtol, atol=atol)
+    dense = t_eval is not None and not isinstance(t_eval, str)
+    sol = solve_ivp(rhs, (tau_from, tau_to), y0, method=method, rtol=rtol, atol=atol,
+                    dense_output=dense)  # fmt: skip
     if not sol.success:
         raise RuntimeError(f"the ODE solver failed: {sol.message}")
     out = torch.from_numpy(sol.y[:, -1].copy()).reshape(shape).to(device=device, dtype=dtype)
-    return Flow(out, nfe)
+    if t_eval is None:
+        return Flow(out, nfe)
+    taus, ys = (sol.t[:-1], sol.y[:, :-1]) if not dense else (t_eval, sol.sol(t_eval))
+    path = torch.from_numpy(ys.T.copy()).reshape(-1, *shape).to(device=device, dtype=dtype)
+    return Flow(out, nfe, torch.as_tensor(taus, dtype=torch.float64), path)
 
 
 def encode(

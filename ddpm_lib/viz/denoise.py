@@ -5,8 +5,8 @@ r"""Chapter 4, the trained model at work: what it sees and what it predicts.
   :math:`\bar\epsilon_t` per digit, and the model's guess of the clean digit
   :math:`\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon_\theta(x_t, t))/\sqrt{\bar\alpha_t}`
   (:meth:`ddpm_lib.Diffusion.predict_x0_from_eps`), one slider position per ``t``.
-* One digit's way down through Algorithm 2: the states and predictions that
-  :func:`ddpm_lib.sample.ancestral` keeps with ``return_trajectory=True``.
+* One digit's way down through Algorithm 2: the states and predictions that a
+  :class:`ddpm_lib.sample.Recorder` keeps as the ``callback`` of :func:`ddpm_lib.sample.ancestral`.
 
 Both are a ``draw_*(fig, ...)`` shown live or as an animation by :func:`ddpm_lib.viz.explore`.
 """
@@ -21,7 +21,7 @@ import torch
 
 from .._validate import check_int, check_steps, check_tensor
 from ..diffusion import Diffusion, EpsModel
-from ..sample import Trajectory
+from ..sample import Recorder
 from ._live import explore
 from .common import frame_index
 from .images import draw_image
@@ -103,14 +103,19 @@ def _check_index(index: int, n: int) -> None:
     check_int("index", index, 0, n - 1)
 
 
-def draw_trajectory(fig, t: int, *, trajectory: Trajectory, index: int = 0) -> None:
-    r"""Sample ``index`` of an Algorithm 2 ``trajectory`` at its kept step ``t``: the state
-    :math:`x_t`, the prediction :math:`\hat x_0(x_t, t)` and, for comparison, the final sample."""
-    _check_index(index, trajectory.samples.shape[0])
-    k = frame_index(trajectory.steps, t, "t", "the kept steps")
-    panels = [(trajectory.x_t[k, index], f"$x_{{{t}}}$"),
-              (trajectory.x0_pred[k, index], r"$\hat x_0$ at this step"),
-              (trajectory.samples[index], "final sample")]  # fmt: skip
+def draw_trajectory(
+    fig, t: int, *, trajectory: Recorder, samples: torch.Tensor, index: int = 0
+) -> None:
+    r"""Sample ``index`` of an Algorithm 2 run at its recorded step ``t``: the state :math:`x_t`,
+    the prediction :math:`\hat x_0(x_t, t)` (clamped to [-1, 1] for display) and, for
+    comparison, the final sample. ``trajectory``: the :class:`~ddpm_lib.sample.Recorder` that was
+    the run's callback; ``samples`` ``[n, 1, 28, 28]``: what the run returned."""
+    _check_index(index, samples.shape[0])
+    k = frame_index(trajectory.t, t, "t", "the kept steps")
+    step = trajectory.steps[k]
+    panels = [(step.x_t[index], f"$x_{{{t}}}$"),
+              (step.x0_hat[index].clamp(-1.0, 1.0), r"$\hat x_0$ at this step"),
+              (samples[index], "final sample")]  # fmt: skip
     for i, (image, title) in enumerate(panels):
         ax = fig.add_subplot(1, 3, i + 1)
         draw_image(ax, image)
@@ -118,9 +123,11 @@ def draw_trajectory(fig, t: int, *, trajectory: Trajectory, index: int = 0) -> N
         ax.set_title(title, fontsize=9)
 
 
-def explore_trajectory(trajectory: Trajectory, index: int = 0, static: bool | None = None):
-    """One digit's way down (:func:`draw_trajectory`), a ``t`` slider over the kept steps from
-    ``T`` down to 1; in the static book an animation in that order."""
-    _check_index(index, trajectory.samples.shape[0])
-    draw = partial(draw_trajectory, trajectory=trajectory, index=index)
-    return explore(draw, {"t": trajectory.steps.tolist()}, "t", figsize=(6.0, 2.3), static=static)
+def explore_trajectory(
+    trajectory: Recorder, samples: torch.Tensor, index: int = 0, static: bool | None = None
+):
+    """One digit's way down (:func:`draw_trajectory`), a ``t`` slider over the recorded steps
+    from ``T`` down to 1; in the static book an animation in that order."""
+    _check_index(index, samples.shape[0])
+    draw = partial(draw_trajectory, trajectory=trajectory, samples=samples, index=index)
+    return explore(draw, {"t": trajectory.t.tolist()}, "t", figsize=(6.0, 2.3), static=static)

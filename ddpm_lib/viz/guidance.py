@@ -117,7 +117,7 @@ def guidance_grid(
     generator: torch.Generator | None = None,
     x_T: torch.Tensor | None = None,
     evaluator=None,
-    threshold: str | None = None,
+    threshold: str = "static",
     dynamic_percentile: float = 0.995,
 ) -> GuidanceGrid:
     r"""Guided DDIM samples (:func:`ddpm_lib.sample.ddim`, ``steps`` steps, :math:`\eta = 0`) of
@@ -133,8 +133,8 @@ def guidance_grid(
 
     Every run starts from the same ``x_T`` (``[n, 1, 28, 28]``; default drawn from
     ``generator``); DDIM with :math:`\eta = 0` draws nothing else, so a column of the grid is one
-    digit as the scale changes. ``threshold``/``dynamic_percentile`` go to the sampler (default:
-    its static clipping of :math:`\hat{\mathbf x}_0`). The evaluator (default
+    digit as the scale changes. ``threshold``/``dynamic_percentile`` go to the sampler (default
+    ``"static"``: :math:`\hat{\mathbf x}_0` clamped to [-1, 1]). The evaluator (default
     :func:`ddpm_lib.metrics.load_classifier`) labels every image. Cost: ``steps`` network calls
     per method and scale (CFG's two predictions in one batch of ``2n``; the classifier's gradient
     adds one forward and backward pass through the classifier).
@@ -278,8 +278,8 @@ class InpaintFrames(NamedTuple):
 def _inpaint(model, diffusion, x0, mask, label, guidance_scale, steps, resample, x_T, seed):
     extra = {} if label is None else {"labels": label, "guidance_scale": guidance_scale}
     gen = torch.Generator().manual_seed(seed)
-    out = sample.inpaint(model, diffusion, x0, mask, resample=resample, steps=steps, x_T=x_T,
-                         generator=gen, **extra)  # fmt: skip
+    out = sample.inpaint(model, diffusion, x_known=x0, mask=mask, resample=resample, steps=steps,
+                         x_T=x_T, generator=gen, threshold="static", **extra)  # fmt: skip
     return out.detach().float().cpu()
 
 

@@ -5,7 +5,8 @@ r"""Chapter 5's pictures: the score field, Langevin chains and Tweedie's denoise
   :math:`\mathbf s_\theta = -\epsilon_\theta(\mathbf x_t, t)/\sqrt{1-\bar\alpha_t}`
   (:meth:`ddpm_lib.Diffusion.score_from_eps`) on a grid, one ``t`` per slider position
   (:func:`score_fields`, :func:`draw_score_fields`, :func:`explore_score_fields`).
-* Langevin chains (:func:`ddpm_lib.sample.langevin` with ``return_trajectory=True``) as dots over
+* Langevin chains (:func:`ddpm_lib.sample.langevin`, recorded by a :class:`ddpm_lib.sample.Recorder`:
+  ``torch.cat([recorder.x_t, end[None]])``) as dots over
   the target's density, one iteration per slider position (:func:`draw_langevin`,
   :func:`explore_langevin`).
 * MNIST: :math:`\mathbf x_t`, Tweedie's denoiser :math:`\hat{\mathbf x}_0 =
@@ -139,8 +140,8 @@ def _check_trajectory(trajectory: object) -> torch.Tensor:
     trajectory = check_tensor("trajectory", trajectory)
     if trajectory.dim() != 3 or trajectory.shape[2] != 2:
         raise ValueError(
-            "trajectory must be sample.langevin(..., return_trajectory=True) of 2-D points, "
-            f"shape [n_steps + 1, n, 2], got {list(trajectory.shape)}"
+            "trajectory must be the states of sample.langevin on 2-D points (a Recorder's x_t "
+            f"and the end), shape [steps + 1, n, 2], got {list(trajectory.shape)}"
         )
     return trajectory
 

@@ -8,10 +8,10 @@ paths of the reverse-time SDE and of the probability-flow ODE that start from th
 :math:`\mathbf x(1)`, drawn from :math:`\tau = 1` down to the slider's :math:`\tau`
 (:func:`sde_frames`, :func:`draw_sde`, :func:`explore_sde`).
 
-No sampler math lives here: the SDE path is the sequence of states that
-:func:`ddpm_lib.sample.reverse_sde` passes to the network (recorded by a wrapper), and its end is
-that sampler's output; the ODE path is :func:`ddpm_lib.sde.solve_flow` run piece by piece between
-the same times, and its end is :func:`ddpm_lib.sample.probability_flow`'s sample.
+No sampler math lives here: the paths are what a :class:`ddpm_lib.sample.Recorder` sees as the
+``callback`` of :func:`ddpm_lib.sample.reverse_sde` (the state before every step) and of
+:func:`ddpm_lib.sample.probability_flow` (the solver's states at the same times, ``t_eval``), and
+their ends are the samplers' outputs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import torch
 from .. import sample
 from .._validate import check_int, check_number
 from ..diffusion import Diffusion, EpsModel
-from ..sde import VPSDE, solve_flow
+from ..models import CallCounter
+from ..sde import VPSDE
 from ..toy import GaussianMixture
 from ._live import explore
 from .common import arrows, frame_index, grid_points
@@ -80,32 +81,23 @@ def _state_dtype(model: EpsModel) -> torch.dtype:
 
 
 def _sde_path(model, diffusion, x1: torch.Tensor, steps: int, generator) -> torch.Tensor:
-    r"""The states :func:`ddpm_lib.sample.reverse_sde` visits: the inputs of its ``steps`` network
-    calls (at :math:`\tau = 1, \dots, 1/S`) and its output (:math:`\tau = 0`)."""
-    seen: list[torch.Tensor] = []
-
-    def recording(x, t, *args, **kwargs):
-        seen.append(x.detach().double().cpu())
-        return model(x, t, *args, **kwargs)
-
-    out = sample.reverse_sde(recording, diffusion, x_T=x1, steps=steps, generator=generator,
-                             clip_samples=False)  # fmt: skip
-    return torch.stack([*seen, out.detach().double().cpu()])
+    r"""The states :func:`ddpm_lib.sample.reverse_sde` visits: the state before each of its
+    ``steps`` steps (at :math:`\tau = 1, \dots, 1/S`) and its output (:math:`\tau = 0`)."""
+    rec = sample.Recorder()
+    out = sample.reverse_sde(model, diffusion, x_T=x1, steps=steps, generator=generator,
+                             clip_samples=False, callback=rec)  # fmt: skip
+    return torch.cat([rec.x_t, out.detach().cpu()[None]]).double()
 
 
 def _ode_path(model, diffusion, x1, path_taus, rtol, atol) -> tuple[torch.Tensor, int]:
-    """The ODE's states at ``path_taus`` (solved segment by segment by
-    :func:`ddpm_lib.sde.solve_flow`), the last one :func:`ddpm_lib.sample.probability_flow`'s
-    sample from ``x1``; and that sampler's NFE."""
-    sde = VPSDE(diffusion)
-    x, states = x1, [x1.detach().double().cpu()]
-    for a, b in zip(path_taus[:-2], path_taus[1:-1], strict=True):
-        x = solve_flow(lambda s, tau: sde.eps(model, s, tau), sde, x, a, b, rtol, atol).x
-        states.append(x.detach().double().cpu())
-    end = sample.probability_flow(model, diffusion, x_T=x1, rtol=rtol, atol=atol,
-                                  clip_samples=False)  # fmt: skip
-    states.append(end.samples.detach().double().cpu())
-    return torch.stack(states), end.nfe
+    """The states of :func:`ddpm_lib.sample.probability_flow` from ``x1`` at ``path_taus`` (the
+    solver's interpolant, recorded by the callback; the last one is the sampler's output) and that
+    sampler's NFE (the calls counted, less the callback's one per recorded time)."""
+    counted, rec = CallCounter(model), sample.Recorder()
+    end = sample.probability_flow(counted, diffusion, x_T=x1, rtol=rtol, atol=atol,
+                                  clip_samples=False, callback=rec, t_eval=path_taus[:-1])  # fmt: skip
+    path = torch.cat([rec.x_t, end.detach().cpu()[None]]).double()
+    return path, counted.calls - len(rec.steps)
 
 
 def sde_frames(

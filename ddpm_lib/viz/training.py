@@ -90,7 +90,7 @@ class LiveTraining:
             device = next(progress.ema_model.parameters()).device
             with torch.no_grad():
                 self.samples = ddim(progress.ema_model, progress.diffusion, steps=self.steps,
-                                    x_T=self._x_T.to(device)).cpu()  # fmt: skip
+                                    x_T=self._x_T.to(device), threshold="static").cpu()  # fmt: skip
         if not self.static:
             self._redraw()
 
