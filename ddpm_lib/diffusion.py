@@ -32,7 +32,7 @@ from ._validate import (
 )
 from .schedule import check_betas
 
-__all__ = ["Diffusion", "Gaussian", "EpsModel", "VARIANCES"]
+__all__ = ["Diffusion", "Gaussian", "EpsModel", "VARIANCES", "x0_from_eps", "eps_from_x0"]
 
 #: A noise-prediction network: ``model(x_t [B, ...], t LongTensor [B]) -> eps [B, ...]``.
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -45,6 +45,21 @@ class Gaussian(NamedTuple):
 
     mean: torch.Tensor
     variance: torch.Tensor
+
+
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, sqrt_ab, sqrt_1m_ab) -> torch.Tensor:
+    r""":math:`\hat x_0 = (x_t - \sqrt{1-\bar\alpha}\,\epsilon)/\sqrt{\bar\alpha}`: Ho et al. 2020,
+    Eq. 4 solved for :math:`x_0`, at any noise level, given :math:`\sqrt{\bar\alpha}` and
+    :math:`\sqrt{1-\bar\alpha}` (numbers, or tensors that broadcast against ``x_t`` ``[B, ...]``).
+    The one home of the formula: :meth:`Diffusion.predict_x0_from_eps` calls it at a step ``t``,
+    the continuous-time samplers at :math:`\bar\alpha(\tau)`. Returns ``[B, ...]``."""
+    return (x_t - sqrt_1m_ab * eps) / sqrt_ab
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, sqrt_ab, sqrt_1m_ab) -> torch.Tensor:
+    r""":math:`\epsilon = (x_t - \sqrt{\bar\alpha}\,x_0)/\sqrt{1-\bar\alpha}`, the inverse of
+    :func:`x0_from_eps` (same arguments). Returns ``[B, ...]``."""
+    return (x_t - sqrt_ab * x0) / sqrt_1m_ab
 
 
 def randn_like(
@@ -240,14 +255,14 @@ class Diffusion:
         for :math:`x_0`. ``x_t``, ``eps`` ``[B, ...]``; ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
         t = self._check(t, x_t=x_t, eps=eps)
         sqrt_1m = self.coef(1.0 - self.alpha_bars, t, x_t).sqrt()
-        return (x_t - sqrt_1m * eps) / self.coef(self.alpha_bars, t, x_t).sqrt()
+        return x0_from_eps(x_t, eps, self.coef(self.alpha_bars, t, x_t).sqrt(), sqrt_1m)
 
     def eps_from_x0(self, x_t: torch.Tensor, t: int | torch.Tensor, x0: torch.Tensor):
         r""":math:`\epsilon = (x_t - \sqrt{\bar\alpha_t}\,x_0)/\sqrt{1-\bar\alpha_t}`, Eq. 4 solved for
         :math:`\epsilon`. ``x_t``, ``x0`` ``[B, ...]``; ``t`` in ``[1, T]``. Returns ``[B, ...]``."""
         t = self._check(t, x_t=x_t, x0=x0)
         sqrt_ab = self.coef(self.alpha_bars, t, x_t).sqrt()
-        return (x_t - sqrt_ab * x0) / self.coef(1.0 - self.alpha_bars, t, x_t).sqrt()
+        return eps_from_x0(x_t, x0, sqrt_ab, self.coef(1.0 - self.alpha_bars, t, x_t).sqrt())
 
     def score_from_eps(self, eps: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         r"""Score from noise: :math:`-\epsilon/\sqrt{1-\bar\alpha_t}`. For the true noise this is exactly

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._validate import check_int, check_number
-from ..diffusion import randn_like
+from ..diffusion import eps_from_x0, randn_like, x0_from_eps
 from ..sde import VPSDE, solve_flow
 from .base import Step, check_noise, progress_bar, start
 from .guidance import Guide, make_guide
@@ -33,9 +33,9 @@ def _predict(guide: Guide, sde: VPSDE, x: torch.Tensor, tau: float, want_x0: boo
     eps = guide(x, t, (1.0 - ab) ** 0.5)
     if guide.threshold_name == "none" and not want_x0:
         return eps, None
-    x0_hat = (x - (1.0 - ab) ** 0.5 * eps) / ab**0.5
+    x0_hat = x0_from_eps(x, eps, ab**0.5, (1.0 - ab) ** 0.5)
     if guide.threshold_name != "none":
-        eps = (x - ab**0.5 * guide.threshold(x0_hat)) / (1.0 - ab) ** 0.5
+        eps = eps_from_x0(x, guide.threshold(x0_hat), ab**0.5, (1.0 - ab) ** 0.5)
     return eps, x0_hat
 
 
