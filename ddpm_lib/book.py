@@ -9,9 +9,8 @@ or ``"ci"`` (CI and nbval: smaller sample counts, never different science). The 
 from __future__ import annotations
 
 import os
-import sys
 
-__all__ = ["PROFILES", "profile", "pick", "static_output", "on_colab"]
+__all__ = ["PROFILES", "profile", "pick", "static_output"]
 
 PROFILES = ("default", "ci")
 ENV_PROFILE = "DDPM_BOOK_PROFILE"
@@ -35,8 +34,3 @@ def static_output() -> bool:
     set ``$DDPM_BOOK_PROFILE``). Then interactive helpers render JavaScript animations instead of
     ipywidgets, whose Python callbacks cannot run in a static page."""
     return bool(os.environ.get(ENV_PROFILE, "").strip())
-
-
-def on_colab() -> bool:
-    """True inside a Google Colab kernel."""
-    return "google.colab" in sys.modules

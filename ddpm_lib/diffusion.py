@@ -63,9 +63,7 @@ def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, sqrt_ab, sqrt_1m_ab) -> tor
 
 
 def randn_like(
-    x: torch.Tensor,
-    generator: torch.Generator | None = None,
-    noise: torch.Tensor | None = None,
+    x: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device), or the
     given (already checked) ``noise`` in ``x``'s dtype and device: the one place a draw happens."""

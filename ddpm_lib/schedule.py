@@ -11,7 +11,7 @@ import math
 
 import torch
 
-__all__ = ["linear_betas", "cosine_betas", "alpha_bars_from_betas", "check_betas"]
+__all__ = ["linear_betas", "cosine_betas", "check_betas"]
 
 
 def _check_T(T: object) -> int:
@@ -103,10 +103,3 @@ def check_betas(betas: object) -> torch.Tensor:
             f"got betas[{t_bad}] = {float(betas[t_bad])}"
         )
     return betas
-
-
-def alpha_bars_from_betas(betas: torch.Tensor) -> torch.Tensor:
-    r""":math:`\bar\alpha_t = \prod_{s=1}^{t} (1 - \beta_s)` (Ho et al. 2020, Eq. 4 and the text
-    before it), float64 ``[T + 1]`` with ``alpha_bars[0] = 1``."""
-    betas = check_betas(betas)
-    return torch.cumprod(1 - betas, dim=0)

@@ -19,12 +19,7 @@ from .closed_form import (
     check_snr_crossing,
     check_snr_crossing_prediction,
 )
-from .elbo import (
-    check_lambda_t,
-    check_most_bits_prediction,
-    check_normal_kl,
-    check_p_sample_step,
-)
+from .elbo import check_lambda_t, check_most_bits_prediction, check_normal_kl, check_p_sample_step
 from .forward import (
     check_marginal_pdf,
     check_merged_variance,

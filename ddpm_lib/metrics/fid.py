@@ -237,9 +237,7 @@ def fid_floor(n: int, classifier: MNISTClassifier | None = None, seed: int = FLO
 
 
 def mnist_fid(
-    samples: torch.Tensor,
-    n_ref: int | None = None,
-    classifier: MNISTClassifier | None = None,
+    samples: torch.Tensor, n_ref: int | None = None, classifier: MNISTClassifier | None = None
 ) -> FIDResult:
     """FID of generated ``samples`` against the MNIST test set, with the real-data floor.
 

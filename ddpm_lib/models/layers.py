@@ -14,13 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = [
-    "timestep_embedding",
-    "ResBlock",
-    "AttentionBlock",
-    "Downsample",
-    "Upsample",
-]
+__all__ = ["timestep_embedding", "ResBlock", "AttentionBlock", "Downsample", "Upsample"]
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:

@@ -94,10 +94,7 @@ class MLPEps(nn.Module):
         return ", ".join(f"{k}={v}" for k, v in self.config._asdict().items())
 
     def forward(
-        self,
-        x_t: torch.Tensor,
-        t: torch.Tensor | int,
-        labels: torch.Tensor | int | None = None,
+        self, x_t: torch.Tensor, t: torch.Tensor | int, labels: torch.Tensor | int | None = None
     ) -> torch.Tensor:
         r"""Predict the noise :math:`\bar\epsilon_t` that produced ``x_t`` (Ho et al. 2020, Eq. 12).
 

@@ -125,10 +125,7 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(
-        self,
-        x_t: torch.Tensor,
-        t: torch.Tensor | int,
-        labels: torch.Tensor | None = None,
+        self, x_t: torch.Tensor, t: torch.Tensor | int, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         r"""Predict the noise :math:`\epsilon` that produced ``x_t`` (Ho et al. 2020, Eq. 12).
 

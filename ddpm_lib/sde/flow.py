@@ -20,13 +20,7 @@ from .vpsde import VPSDE
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = [
-    "Flow",
-    "LogLikelihood",
-    "encode",
-    "log_likelihood",
-    "solve_flow",
-]
+__all__ = ["Flow", "LogLikelihood", "encode", "log_likelihood", "solve_flow"]
 
 
 # ------------------------------------------------------------------ ODE solving (scipy)

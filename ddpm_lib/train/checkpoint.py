@@ -173,10 +173,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: TrainState) -> None:
         "rng_devices": state.rng_devices,
         "info": state.info,
     }
-    metadata = {
-        "config": config_to_json(state.config),
-        "state": json.dumps(meta, allow_nan=False),
-    }
+    metadata = {"config": config_to_json(state.config), "state": json.dumps(meta, allow_nan=False)}
     save_safetensors(path, tensors, metadata, CHECKPOINT_FORMAT)
 
 

@@ -47,11 +47,7 @@ class Denoised(NamedTuple):
 
 
 def denoise_steps(
-    diffusion: Diffusion,
-    model: EpsModel,
-    x0: torch.Tensor,
-    noise: torch.Tensor,
-    ts: Sequence[int],
+    diffusion: Diffusion, model: EpsModel, x0: torch.Tensor, noise: torch.Tensor, ts: Sequence[int]
 ) -> Denoised:
     r"""Noise the digits ``x0`` ``[B, C, H, W]`` to every step of ``ts`` (strictly increasing, in
     ``[1, T]``) with the **same** :math:`\bar\epsilon` ``noise`` (``x0``'s shape) and ask the model

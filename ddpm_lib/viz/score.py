@@ -197,11 +197,7 @@ class TweedieFrames(NamedTuple):
 
 
 def tweedie_frames(
-    diffusion: Diffusion,
-    model: EpsModel,
-    x0: torch.Tensor,
-    noise: torch.Tensor,
-    ts: Sequence[int],
+    diffusion: Diffusion, model: EpsModel, x0: torch.Tensor, noise: torch.Tensor, ts: Sequence[int]
 ) -> TweedieFrames:
     r"""For the digits ``x0`` ``[B, C, H, W]`` noised with one fixed :math:`\bar\epsilon_t`
     (``noise``) to each step of ``ts``: :math:`\mathbf x_t`, the network's
