@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PROFILES", "profile", "pick", "static_output"]
-
 PROFILES = ("default", "ci")
 ENV_PROFILE = "DDPM_BOOK_PROFILE"
 

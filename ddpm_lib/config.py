@@ -25,20 +25,6 @@ from ddpm_lib._validate import check_int, check_number
 if TYPE_CHECKING:  # the import is lazy at run time: see Config.diffusion
     from ddpm_lib.diffusion import Diffusion
 
-__all__ = [
-    "IMAGE_SIZE",
-    "IMAGE_CHANNELS",
-    "RESOLUTIONS",
-    "SCHEDULES",
-    "PRECISIONS",
-    "MODEL_FIELDS",
-    "DIFFUSION_FIELDS",
-    "Config",
-    "PRESETS",
-    "get_config",
-    "config_mismatch",
-]
-
 IMAGE_SIZE = 28
 IMAGE_CHANNELS = 1
 # Each entry of channel_mults is one U-Net level; level i works at RESOLUTIONS[i] (28 -> 14 -> 7).

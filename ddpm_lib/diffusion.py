@@ -32,8 +32,6 @@ from ._validate import (
 )
 from .schedule import check_betas
 
-__all__ = ["Diffusion", "Gaussian", "EpsModel", "VARIANCES", "x0_from_eps", "eps_from_x0"]
-
 #: A noise-prediction network: ``model(x_t [B, ...], t LongTensor [B]) -> eps [B, ...]``.
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: Choices for the reverse-process variance :math:`\sigma_t^2` (Ho et al. 2020, Sec. 3.2).

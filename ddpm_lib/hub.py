@@ -37,19 +37,6 @@ from ddpm_lib import io
 if TYPE_CHECKING:
     from ddpm_lib.diffusion import Diffusion
 
-__all__ = [
-    "WeightsError",
-    "ManifestEntry",
-    "Pretrained",
-    "weights_dir",
-    "load_manifest",
-    "verified_bytes",
-    "load_module",
-    "available",
-    "pretrained",
-    "sha256_of",
-]
-
 MANIFEST = "manifest.json"
 ENV_VAR = "DDPM_LIB_WEIGHTS_DIR"
 UNET_ARCHITECTURE = "ddpm_lib.models.UNet"

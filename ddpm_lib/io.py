@@ -34,28 +34,6 @@ if TYPE_CHECKING:
     from ddpm_lib.diffusion import Diffusion
     from ddpm_lib.models.unet import UNet
 
-__all__ = [
-    "MODEL_FILE",
-    "CONFIG_FILE",
-    "METRICS_FILE",
-    "CHECKPOINT_FILE",
-    "MODEL_FORMAT",
-    "SafetensorsContent",
-    "atomic_write_bytes",
-    "write_json",
-    "save_safetensors",
-    "load_safetensors",
-    "parse_safetensors",
-    "content_digest",
-    "config_to_json",
-    "config_from_json",
-    "save_model",
-    "load_state_dict_checked",
-    "build_model",
-    "load",
-    "to_device",
-]
-
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"

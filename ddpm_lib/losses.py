@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["normal_kl", "discretized_gaussian_log_likelihood", "mean_flat", "NUM_LEVELS"]
-
 #: The decoder models 8-bit images: 256 levels spread evenly over [-1, 1], ``x = 2 u / 255 - 1``.
 NUM_LEVELS = 256
 _HALF_BIN = 1.0 / (NUM_LEVELS - 1)  # half the spacing 2/255 between neighbouring levels

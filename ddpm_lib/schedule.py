@@ -11,8 +11,6 @@ import math
 
 import torch
 
-__all__ = ["linear_betas", "cosine_betas", "check_betas"]
-
 
 def _check_T(T: object) -> int:
     if isinstance(T, bool) or not isinstance(T, int):

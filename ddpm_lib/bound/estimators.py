@@ -27,18 +27,6 @@ from ..diffusion import Diffusion, EpsModel, randn_like
 from ..losses import discretized_gaussian_log_likelihood, mean_flat
 from .vlb import check_decoder, prior_bpd, reverse_variances, step_terms
 
-__all__ = [
-    "EpsWeights",
-    "STRATA",
-    "VLBEstimate",
-    "TBucketLoss",
-    "eps_weights",
-    "vlb_estimate",
-    "vlb_estimates",
-    "vlb_direct",
-    "loss_by_t_bucket",
-]
-
 _Z95 = 1.959963984540054  # the 97.5 % quantile of N(0, 1)
 _LN2 = math.log(2.0)  # nats -> bits
 #: How :func:`vlb_estimate` spreads its draws of ``t`` over ``2..T``.

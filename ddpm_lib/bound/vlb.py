@@ -22,17 +22,6 @@ from .._validate import check_choice, check_steps, check_tensor
 from ..diffusion import VARIANCES, Diffusion, EpsModel, randn_like
 from ..losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
 
-__all__ = [
-    "VLBTerms",
-    "DECODERS",
-    "loss_simple",
-    "reverse_variances",
-    "step_terms",
-    "check_decoder",
-    "vlb_terms",
-    "prior_bpd",
-]
-
 #: The decoder :math:`p_\theta(x_0 \mid x_1)` of :math:`L_0`: Ho et al.'s discretised Gaussian
 #: (Eq. 13, 8-bit data) or the Gaussian density (continuous data).
 DECODERS = ("discretized", "gaussian")

@@ -19,8 +19,6 @@ import zlib
 
 import numpy as np
 
-__all__ = ["IDXFormatError", "UBYTE", "gunzip", "parse_idx"]
-
 UBYTE = 0x08
 """IDX type code of unsigned bytes; MNIST images and labels both use it."""
 

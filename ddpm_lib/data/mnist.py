@@ -41,21 +41,6 @@ from . import pickled
 from .idx import IDXFormatError, gunzip, parse_idx
 from .pickled import RawSplit
 
-__all__ = [
-    "SPLITS",
-    "FACTS",
-    "MIRRORS",
-    "MNISTSplit",
-    "SourceReport",
-    "MNISTUnavailableError",
-    "MNISTSourceWarning",
-    "ChecksumError",
-    "cache_dir",
-    "cache_file",
-    "clear_memory_cache",
-    "load_mnist",
-]
-
 SPLITS: tuple[str, ...] = ("train", "test")
 """Allowed ``split`` values: the official 60k training set and the official 10k test set."""
 

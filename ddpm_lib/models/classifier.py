@@ -40,14 +40,6 @@ from .._validate import batch_index
 from ..config import IMAGE_CHANNELS, IMAGE_SIZE
 from .layers import timestep_embedding
 
-__all__ = [
-    "ClassifierConfig",
-    "MNISTClassifier",
-    "NoisyClassifierConfig",
-    "NoisyClassifier",
-    "NOISY_CLASSIFIER_ARCHITECTURE",
-]
-
 #: The ``architecture`` string of this network in the weights manifest.
 NOISY_CLASSIFIER_ARCHITECTURE = "ddpm_lib.models.NoisyClassifier"
 

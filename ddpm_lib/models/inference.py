@@ -19,8 +19,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["INFERENCE_PRECISIONS", "CallCounter", "InferenceModel"]
-
 INFERENCE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["timestep_embedding", "ResBlock", "AttentionBlock", "Downsample", "Upsample"]
-
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     r"""Sinusoidal embedding of integer time steps (Vaswani et al. 2017, Sec. 3.5; used for

@@ -32,8 +32,6 @@ from torch import nn
 from ddpm_lib._validate import batch_index, check_int
 from ddpm_lib.models.layers import timestep_embedding
 
-__all__ = ["MLPConfig", "MLPEps"]
-
 # The MLP does not know the diffusion's T; any step the sinusoidal embedding can take is allowed.
 _T_MAX = 1_000_000
 

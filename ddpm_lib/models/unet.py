@@ -28,8 +28,6 @@ from ddpm_lib.models.layers import (
     timestep_embedding,
 )
 
-__all__ = ["UNet", "count_parameters"]
-
 
 class _Stage(nn.Module):
     """One ResNet block, optionally followed by self-attention."""

@@ -20,8 +20,6 @@ from .guidance import Guide, make_guide
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = ["probability_flow", "reverse_sde"]
-
 
 def _predict(guide: Guide, sde: VPSDE, x: torch.Tensor, tau: float, want_x0: bool):
     r"""The ε the step uses at time ``tau``: the (guided) :math:`\hat\epsilon`, or, if the run

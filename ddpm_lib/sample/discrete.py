@@ -13,8 +13,6 @@ from ..diffusion import VARIANCES, Diffusion
 from .base import Step, check_noise, progress_bar, start
 from .guidance import make_guide
 
-__all__ = ["ancestral", "ddim", "ddim_timesteps"]
-
 
 def ddim_timesteps(T: int, steps: int) -> torch.Tensor:
     r"""The DDIM sub-sequence :math:`\tau_1 < \dots < \tau_S = T`, evenly spaced over ``1..T``:

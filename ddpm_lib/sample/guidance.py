@@ -11,16 +11,6 @@ import torch
 
 from .._validate import check_choice, check_eps, check_number, check_t
 
-__all__ = [
-    "THRESHOLDS",
-    "Guide",
-    "classifier_gradient",
-    "guided_eps",
-    "make_guide",
-    "num_classes",
-    "threshold_x0",
-]
-
 THRESHOLDS = ("none", "static", "dynamic")
 
 

@@ -22,8 +22,6 @@ from .guidance import make_guide
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = ["inpaint"]
-
 
 def _check_mask(mask: object, x_known: torch.Tensor) -> torch.Tensor:
     if not isinstance(mask, torch.Tensor):

@@ -20,8 +20,6 @@ from .vpsde import VPSDE
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = ["Flow", "LogLikelihood", "encode", "log_likelihood", "solve_flow"]
-
 
 # ------------------------------------------------------------------ ODE solving (scipy)
 class Flow(NamedTuple):

@@ -36,8 +36,6 @@ from .._validate import check_int, check_tensor, check_time
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = ["VPSDE", "ContinuousSchedule", "Marginal"]
-
 
 class ContinuousSchedule:
     r""":math:`\bar\alpha` at a continuous step :math:`t \in [0, T]`: :math:`\log\bar\alpha(t)` is the

@@ -27,15 +27,6 @@ from ..sde.vpsde import ContinuousSchedule
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = [
-    "GaussianMixture",
-    "MixtureEps",
-    "MixtureClassifier",
-    "three_bumps",
-    "two_d_mixture",
-    "check_alpha_bar",
-]
-
 _LOG_2PI = math.log(2.0 * math.pi)
 
 

@@ -22,8 +22,6 @@ from .mixture import GaussianMixture, check_alpha_bar
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = ["ScoreError", "score_error", "tweedie_x0"]
-
 
 def tweedie_x0(
     x_t: torch.Tensor, alpha_bar: float | torch.Tensor, score: torch.Tensor

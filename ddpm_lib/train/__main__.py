@@ -30,8 +30,6 @@ from ddpm_lib._validate import check_int, check_number
 from ddpm_lib.config import PRESETS, Config, get_config
 from ddpm_lib.train.arguments import ParameterError, check_run_dir
 
-__all__ = ["build_parser", "main"]
-
 # The parameter a ParameterError of train() names -> the flag that set it
 _FLAGS = {
     "out_dir": "--out",

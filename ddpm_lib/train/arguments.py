@@ -15,14 +15,6 @@ import torch
 from ddpm_lib import io
 from ddpm_lib._validate import check_int, check_number
 
-__all__ = [
-    "ParameterError",
-    "check_positive",
-    "check_run_dir",
-    "resolve_device",
-    "resolve_precision",
-]
-
 
 class ParameterError(ValueError):
     """A bad value of the parameter ``param`` of :func:`ddpm_lib.train.train`."""

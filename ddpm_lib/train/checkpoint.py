@@ -30,16 +30,6 @@ import torch
 from ddpm_lib.config import Config
 from ddpm_lib.io import config_from_json, config_to_json, load_safetensors, save_safetensors
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "TrainState",
-    "NonFiniteStateError",
-    "flatten_optimizer_state",
-    "unflatten_optimizer_state",
-    "save_checkpoint",
-    "load_checkpoint",
-]
-
 CHECKPOINT_FORMAT = "ddpm_lib.checkpoint/1"
 
 

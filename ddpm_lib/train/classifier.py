@@ -45,19 +45,6 @@ from ddpm_lib.models.classifier import (
 )
 from ddpm_lib.train.lr import lr_cosine
 
-__all__ = [
-    "ClassifierResult",
-    "NoisyClassifierResult",
-    "fit_classifier",
-    "train_classifier",
-    "train_noisy_classifier",
-    "accuracy_by_t",
-    "random_shift",
-    "save_training_run",
-    "add_training_arguments",
-    "EVAL_TS",
-]
-
 CLASSIFIER_FORMAT = "ddpm_lib.classifier/1"
 WEIGHTS_FILE = "noisy-classifier.safetensors"
 META_FILE = "noisy-classifier.json"

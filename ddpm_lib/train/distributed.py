@@ -22,8 +22,6 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 
-__all__ = ["World", "world_from_env", "start", "stop", "shard", "mean", "agree", "barrier"]
-
 
 class World(NamedTuple):
     """This process's place: ``rank`` in ``0..size-1`` and ``local_rank`` on its machine."""

@@ -19,8 +19,6 @@ import copy
 import torch
 from torch import nn
 
-__all__ = ["EMA", "ema_decay_at"]
-
 
 def ema_decay_at(decay: float, num_updates: int) -> float:
     r""":math:`\mu_n = \min(\mu, (1 + n) / (10 + n))` for update number ``num_updates`` = n >= 1."""

@@ -24,8 +24,6 @@ from ddpm_lib.train.ema import EMA
 from ddpm_lib.train.lr import lr_warmup
 from ddpm_lib.train.progress import Callback, TrainProgress
 
-__all__ = ["NonFiniteLossError", "derive_seed", "algorithm1_loss", "Run"]
-
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf; the run stopped and its last good checkpoint is kept."""

@@ -11,8 +11,6 @@ import torch
 
 from ..diffusion import Diffusion
 
-__all__ = ["TrainProgress", "Callback"]
-
 
 class TrainProgress(NamedTuple):
     r"""The state of a run at one report.

@@ -25,8 +25,6 @@ from ..diffusion import Diffusion
 from ..toy import GaussianMixture
 from .lr import lr_cosine
 
-__all__ = ["FitProgress", "FitResult", "fit_eps"]
-
 
 class FitResult(NamedTuple):
     r"""``losses``: float32 ``[steps]``, :math:`L_\text{simple}` of every step's minibatch;

@@ -43,8 +43,6 @@ from ddpm_lib.train.checkpoint import TrainState, load_checkpoint
 from ddpm_lib.train.dataset import Dataset, prepare_data
 from ddpm_lib.train.progress import Callback
 
-__all__ = ["train", "TrainResult", "STOP_REASONS", "metrics_summary", "write_outputs"]
-
 STOP_REASONS = ("steps", "epochs", "max_seconds", "already_finished")
 
 

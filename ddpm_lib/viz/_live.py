@@ -17,8 +17,6 @@ from matplotlib import animation
 
 from ..book import static_output
 
-__all__ = ["explore", "animate", "make_widget", "Draw"]
-
 #: ``draw(fig, **params)`` clears and redraws ``fig`` for one setting of the parameters.
 Draw = Callable[..., None]
 

@@ -30,11 +30,6 @@ from .common import colour
 from .images import check_digit, draw_image
 
 # fmt: off
-__all__ = [
-    "ScheduleSummary", "summarise_schedule", "html_table", "summary_table", "draw_merge",
-    "draw_chain_vs_closed_form", "draw_snr", "draw_noising_grid", "draw_side_by_side",
-    "explore_side_by_side",
-]
 # fmt: on
 
 BOTH = "both"

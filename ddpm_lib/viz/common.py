@@ -16,17 +16,6 @@ from .. import schedule
 from .._validate import check_number, check_steps, check_tensor
 from ..diffusion import Diffusion
 
-__all__ = [
-    "Chain",
-    "run_chain",
-    "schedule_pair",
-    "colour",
-    "grid_points",
-    "arrows",
-    "frame_index",
-    "check_scales",
-]
-
 _COLOURS = {"linear": "tab:blue", "cosine": "tab:orange"}
 
 

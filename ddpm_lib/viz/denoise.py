@@ -26,15 +26,6 @@ from ._live import explore
 from .common import frame_index
 from .images import draw_image
 
-__all__ = [
-    "Denoised",
-    "denoise_steps",
-    "draw_denoising",
-    "explore_denoising",
-    "draw_trajectory",
-    "explore_trajectory",
-]
-
 
 class Denoised(NamedTuple):
     r"""``steps`` (LongTensor ``[K]``, increasing), ``x_t`` ``[K, B, C, H, W]`` (the noised digits

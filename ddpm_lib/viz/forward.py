@@ -24,16 +24,6 @@ from ._live import explore
 from .common import Chain, colour
 from .images import draw_image
 
-__all__ = [
-    "draw_betas",
-    "draw_noising",
-    "explore_noising",
-    "draw_pixel_histograms",
-    "draw_pixel_moments",
-    "draw_toy_marginals",
-    "draw_marginal_heatmap",
-]
-
 
 def _kept(chain: Chain, t: int) -> torch.Tensor:
     """:math:`x_t` of ``chain``; ValueError unless ``t`` is one of its kept steps."""

@@ -37,24 +37,10 @@ from ..diffusion import Diffusion
 from ._live import explore
 from .common import check_scales, frame_index
 from .images import draw_image, to_display
-from .tilted import TiltedFrames, draw_tilted, explore_tilted, tilted_frames
-
-__all__ = [
-    "GuidanceGrid",
-    "guidance_grid",
-    "draw_guidance",
-    "explore_guidance",
-    "TiltedFrames",
-    "tilted_frames",
-    "draw_tilted",
-    "explore_tilted",
-    "MASK_KINDS",
-    "make_mask",
-    "InpaintFrames",
-    "inpaint_frames",
-    "draw_inpainting",
-    "explore_inpainting",
-]
+from .tilted import TiltedFrames as TiltedFrames
+from .tilted import draw_tilted as draw_tilted
+from .tilted import explore_tilted as explore_tilted
+from .tilted import tilted_frames as tilted_frames
 
 _NAMES = {"classifier": "classifier γ", "cfg": "CFG s"}
 

@@ -24,15 +24,6 @@ from ..toy import Regression, bayes_on_grid, data_posterior
 from .common import colour
 from .images import draw_image
 
-__all__ = [
-    "ReverseCase",
-    "draw_beta_tildes",
-    "draw_true_reverse",
-    "draw_grid_check",
-    "draw_regression",
-    "draw_digit_posterior",
-]
-
 
 class ReverseCase(NamedTuple):
     """One panel of :func:`draw_true_reverse`: a schedule, a step ``t`` and an observed ``x_t``."""

@@ -31,18 +31,6 @@ from ._live import explore
 from .common import colour
 from .images import check_digit, draw_image
 
-__all__ = [
-    "CONTROLS",
-    "INITIAL",
-    "LABELS",
-    "KINDS",
-    "make_schedules",
-    "step_at",
-    "prior_bpd_by_T",
-    "draw_schedule_explorer",
-    "explore_schedules",
-]
-
 #: The schedule kinds; the explorer's ``kind`` control adds ``"both"``.
 KINDS = ("linear", "cosine")
 BOTH = "both"

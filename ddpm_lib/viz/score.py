@@ -36,19 +36,6 @@ from .common import arrows, frame_index, grid_points
 from .denoise import denoise_steps
 from .images import draw_image
 
-__all__ = [
-    "ScoreFields",
-    "score_fields",
-    "draw_score_fields",
-    "explore_score_fields",
-    "draw_langevin",
-    "explore_langevin",
-    "TweedieFrames",
-    "tweedie_frames",
-    "draw_tweedie",
-    "explore_tweedie",
-]
-
 
 # ----------------------------------------------------------------------------- score fields
 class ScoreFields(NamedTuple):

@@ -32,8 +32,6 @@ from ..toy import GaussianMixture
 from ._live import explore
 from .common import arrows, frame_index, grid_points
 
-__all__ = ["SDEFrames", "sde_frames", "draw_sde", "explore_sde"]
-
 
 class SDEFrames(NamedTuple):
     r"""What :func:`draw_sde` shows, all float64 on the CPU.

@@ -23,8 +23,6 @@ from ..toy import GaussianMixture, MixtureClassifier
 from ._live import explore
 from .common import check_scales, frame_index, grid_points
 
-__all__ = ["TiltedFrames", "tilted_frames", "draw_tilted", "explore_tilted"]
-
 
 class TiltedFrames(NamedTuple):
     r"""What :func:`draw_tilted` shows, float64 on the CPU.

@@ -24,8 +24,6 @@ from ..sample import IMAGE_SHAPE, ddim
 from ..train.progress import TrainProgress
 from .images import image_grid
 
-__all__ = ["LiveTraining", "draw_training"]
-
 
 def draw_training(fig, losses: torch.Tensor, samples: torch.Tensor | None, step: int) -> None:
     r"""Left: :math:`L_\text{simple}` of every step (light) and its running mean over 25 steps;
