@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Iterable
+from html import escape
 from typing import Any, NamedTuple
 
 import torch
@@ -83,10 +84,10 @@ class Reveal(NamedTuple):
         return str(self)
 
     def _repr_html_(self) -> str:
-        body = _escape(self.text).replace("\n", "<br>")
+        body = escape(self.text, quote=False).replace("\n", "<br>")
         return (
             f'<div style="border-left:3px solid #0969da;padding:0.2em 0.8em">'
-            f"<b>{_escape(self.title)}</b><br><span style='font-family:monospace'>{body}</span></div>"
+            f"<b>{escape(self.title, quote=False)}</b><br><span style='font-family:monospace'>{body}</span></div>"
         )
 
 
@@ -160,15 +161,11 @@ class CheckResult(NamedTuple):
 
     def _repr_html_(self) -> str:
         colour, mark = ("#1a7f37", "✔") if self.passed else ("#b35900", "✘")
-        body = _escape(self.message).replace("\n", "<br>")
+        body = escape(self.message, quote=False).replace("\n", "<br>")
         return f'<div style="color:{colour};font-family:monospace">{mark} {body}</div>'
 
     def __repr__(self) -> str:
         return ("PASSED: " if self.passed else "NOT YET: ") + self.message
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def stuck(name: str) -> str:

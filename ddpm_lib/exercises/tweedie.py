@@ -48,10 +48,6 @@ register(
 )
 
 
-def _tweedie_ref(x_t, alpha_bar, score):
-    return toy.tweedie_x0(x_t, alpha_bar, score)
-
-
 def _tweedie_cases() -> list[Case]:
     """The exact score of chapter 5's mixture at points of :math:`q_t` (the meaningful case), and
     unrelated random tensors of image shape (any shape must work)."""
@@ -95,7 +91,7 @@ def check_tweedie_denoiser(fn: Callable[..., Any]) -> CheckResult:
         Slip(Kind.WRONG_QUANTITY, "the last step multiplies where it should undo the scaling of "
              "x0 inside x_t.", (lambda x, ab, s: ab.sqrt() * (x + (1 - ab) * s))),
     ]  # fmt: skip
-    return run_check("tweedie_denoiser", fn, _tweedie_ref, _tweedie_cases(), slips=slips)
+    return run_check("tweedie_denoiser", fn, toy.tweedie_x0, _tweedie_cases(), slips=slips)
 
 
 # ---------------------------------------------------------------------------- langevin_step
