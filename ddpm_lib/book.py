@@ -3,8 +3,7 @@
 ``DDPM_BOOK_PROFILE`` selects the *profile*: ``"default"`` (what readers see: the full sample counts)
 or ``"ci"`` (CI and nbval: smaller sample counts, never different science). The book build
 (``make book``) and nbval set it; a reader's own Jupyter or Colab kernel has it unset, which means
-``"default"`` with live widgets.
-"""
+``"default"`` with live widgets."""
 
 from __future__ import annotations
 

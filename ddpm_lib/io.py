@@ -12,8 +12,7 @@ A run directory written by :func:`ddpm_lib.train.train` holds::
 Nothing here uses pickle (no ``torch.save``/``torch.load``): tensors live in safetensors files and
 everything else is JSON. Every file written here carries, in its metadata, a format tag and the
 SHA-256 of its whole content (tensor names, dtypes, shapes, bytes and the other metadata), so a
-truncated, bit-flipped, foreign or renamed file is refused with a ``ValueError`` naming the file.
-"""
+truncated, bit-flipped, foreign or renamed file is refused with a ``ValueError`` naming the file."""
 
 from __future__ import annotations
 

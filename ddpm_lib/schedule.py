@@ -2,8 +2,7 @@ r"""Variance schedules :math:`\beta_1, \dots, \beta_T`.
 
 Every schedule is a float64 tensor of length ``T + 1`` indexed exactly as in the papers: ``betas[t]`` is
 :math:`\beta_t` for :math:`t = 1, \dots, T`, and ``betas[0] = 0`` stands for the clean data
-:math:`x_0` (no noise has been added yet), so that :math:`\bar\alpha_0 = 1`.
-"""
+:math:`x_0` (no noise has been added yet), so that :math:`\bar\alpha_0 = 1`."""
 
 from __future__ import annotations
 

@@ -14,8 +14,7 @@ an :class:`MNISTSourceWarning` naming the file and the reason. A split that came
 download is written atomically into the cache (skipped if the folder is not writable).
 
 Splits are memoised in-process as read-only arrays, keyed by split only (every source is checked
-against the same checksums); each call returns **fresh tensors** that the caller may modify.
-"""
+against the same checksums); each call returns **fresh tensors** that the caller may modify."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ A check never raises for a wrong answer, so a notebook keeps running. Help comes
 the failure names the kind of mistake (never the formula); ``hint(name)`` gives a hint;
 ``solution(name)`` shows the formula. ``result.hint()`` / ``result.solution()`` do the same for a
 result kept in a variable, and ``hint()`` / ``solution()`` without a name refer to the exercise
-checked last.
-"""
+checked last."""
 
 from ._check import CheckResult, Kind, Reveal, hint, solution
 from ._question import Bounds, Tolerance, Wrong, check_number

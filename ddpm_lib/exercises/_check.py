@@ -224,8 +224,7 @@ def run_check(
     the message names the first case that fails and the kind of mistake: the learner's function is
     random (it draws its own noise), it returns nothing, it lost precision, or it reproduces one of
     ``slips`` on every case where that slip is defined; an exception is matched against
-    ``crashes`` and a few common ones.
-    """
+    ``crashes`` and a few common ones."""
     if not callable(learner):
         return failed(name, f"{name}: expected a function, got {type(learner).__name__}")
     cases = list(cases)

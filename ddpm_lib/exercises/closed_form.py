@@ -8,8 +8,7 @@ for ``T = 200``) and :func:`check_snr_crossing_prediction` (predict, then run: t
 SNR < 1).
 
 A check never raises for a wrong answer; it names the kind of mistake (a missing square root, an
-index off by one, ...), and ``hint(name)`` / ``solution(name)`` give the next tiers.
-"""
+index off by one, ...), and ``hint(name)`` / ``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 

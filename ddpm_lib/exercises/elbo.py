@@ -15,8 +15,7 @@ A number the student writes: :func:`check_most_bits_prediction` (predict, then r
 ``t`` carries the largest term of the bound on the shipped MNIST model).
 
 A check never raises for a wrong answer; it names the kind of mistake, and ``hint(name)`` /
-``solution(name)`` give the next tiers.
-"""
+``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 

@@ -17,8 +17,7 @@ Numbers the student writes (``check_*(number) -> CheckResult``):
 * :func:`check_merged_variance` -- derivation: the variance of two steps' noises merged into one.
 
 A check never raises for a wrong answer; it names the kind of mistake, and ``hint(name)`` /
-``solution(name)`` give the next tiers (:mod:`ddpm_lib.exercises`).
-"""
+``solution(name)`` give the next tiers (:mod:`ddpm_lib.exercises`)."""
 
 from __future__ import annotations
 

@@ -13,8 +13,7 @@ of the samples does the exact classifier of clean points put in class 3? The set
 :func:`gamma_zero_given`).
 
 A check never raises for a wrong answer; it names the kind of mistake, and ``hint(name)`` /
-``solution(name)`` give the next tiers.
-"""
+``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 

@@ -16,8 +16,7 @@ standard deviation at a step).
 
 A check never raises for a wrong answer; it names the kind of mistake (swapped coefficients,
 :math:`\bar\alpha_t` for :math:`\bar\alpha_{t-1}`, a missing square root, ...), and ``hint(name)`` /
-``solution(name)`` give the next tiers.
-"""
+``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 

@@ -12,8 +12,7 @@ reverse-SDE steps, out of a list, whose samples of the exact 2-D toy pass a Kolm
 test; the set-up in :func:`step_count_given`).
 
 A check never raises for a wrong answer; it names the kind of mistake, and ``hint(name)`` /
-``solution(name)`` give the next tiers.
-"""
+``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 

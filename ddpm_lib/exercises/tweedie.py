@@ -14,8 +14,7 @@ hand for Gaussian data, the numbers from :func:`tweedie_gaussian_given`) and
 Langevin chains without the noise term reach; the set-up in :func:`noiseless_langevin_given`).
 
 A check never raises for a wrong answer; it names the kind of mistake, and ``hint(name)`` /
-``solution(name)`` give the next tiers.
-"""
+``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 

@@ -23,8 +23,7 @@ smooth (a ReLU/max-pool network has a piecewise-constant gradient):
     \xrightarrow{\text{fc}} \text{logits} \in \mathbb R^{10}
 
 Inputs: ``x_t`` float ``[B, 1, 28, 28]`` (the model's scale, as the U-Net sees it), ``t`` an int
-or tensor ``[B]`` in ``0..T`` (or a continuous time, as the SDE samplers pass).
-"""
+or tensor ``[B]`` in ``0..T`` (or a continuous time, as the SDE samplers pass)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ The samplers in :mod:`ddpm_lib.sample` call ``model(x_t, t[, labels])`` and read
     x = sample.ddim(fast, diffusion, n=10_000, steps=50)
 
 The network runs in ``precision`` (bf16 or fp16 autocast) while the sampler's state
-:math:`x_t` and every update of it stay float32: the output is cast back to float32.
-"""
+:math:`x_t` and every update of it stay float32: the output is cast back to float32."""
 
 from __future__ import annotations
 

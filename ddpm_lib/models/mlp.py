@@ -18,8 +18,7 @@ zero, so the untrained model predicts :math:`\epsilon_\theta = 0`, as the U-Net 
 
 Optional class conditioning as in the U-Net (Ho & Salimans 2022): an embedding table with
 ``num_classes + 1`` rows whose last row (index ``num_classes``) is the null label
-:math:`\varnothing`; ``labels=None`` means the null label.
-"""
+:math:`\varnothing`; ``labels=None`` means the null label."""
 
 from __future__ import annotations
 
@@ -60,8 +59,7 @@ class MLPEps(nn.Module):
         num_classes: ``K`` for a class-conditional model (labels ``0..K-1``, ``K`` = null label),
             None for an unconditional one.
 
-    Attributes: ``config`` (:class:`MLPConfig`), ``null_label`` (``num_classes`` or None).
-    """
+    Attributes: ``config`` (:class:`MLPConfig`), ``null_label`` (``num_classes`` or None)."""
 
     def __init__(
         self,

@@ -9,8 +9,7 @@ that the untrained model predicts :math:`\epsilon_\theta = 0`.
 
 Optional class conditioning (for classifier-free guidance, Ho & Salimans 2022): a learned embedding
 table with ``num_classes + 1`` rows, the last row (index ``num_classes``) being the *null label*
-:math:`\varnothing`; its row is added to the time embedding.
-"""
+:math:`\varnothing`; its row is added to the time embedding."""
 
 from __future__ import annotations
 

@@ -42,8 +42,7 @@ def guided_eps(
 
     ``s = 1`` is the plain conditional model, ``s = 0`` the unconditional one (null label); ``s > 1``
     pushes samples towards their class. Both predictions come from one batched forward pass.
-    ``x_t`` ``[n, ...]``, ``t`` ``[n]``, ``labels`` ``[n]`` or None (unconditional).
-    """
+    ``x_t`` ``[n, ...]``, ``t`` ``[n]``, ``labels`` ``[n]`` or None (unconditional)."""
     if labels is None:
         return model(x_t, t)
     if guidance_scale == 1.0:

@@ -8,8 +8,7 @@ r"""Chapter 4, the trained model at work: what it sees and what it predicts.
 * One digit's way down through Algorithm 2: the states and predictions that a
   :class:`ddpm_lib.sample.Recorder` keeps as the ``callback`` of :func:`ddpm_lib.sample.ancestral`.
 
-Both are a ``draw_*(fig, ...)`` shown live or as an animation by :func:`ddpm_lib.viz.explore`.
-"""
+Both are a ``draw_*(fig, ...)`` shown live or as an animation by :func:`ddpm_lib.viz.explore`."""
 
 from __future__ import annotations
 

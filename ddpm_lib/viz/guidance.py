@@ -17,8 +17,7 @@ r"""Chapter 7's pictures: guidance, on the same digits and on the exact 2-D toy;
 
 No sampler math lives here: every sample comes from :func:`ddpm_lib.sample.ddim` or
 :func:`ddpm_lib.sample.inpaint`, every label from the evaluator
-(:func:`ddpm_lib.metrics.predict`), every density from :class:`~ddpm_lib.toy.GaussianMixture`.
-"""
+(:func:`ddpm_lib.metrics.predict`), every density from :class:`~ddpm_lib.toy.GaussianMixture`."""
 
 from __future__ import annotations
 
@@ -123,8 +122,7 @@ def guidance_grid(
     ``"static"``: :math:`\hat{\mathbf x}_0` clamped to [-1, 1]). The evaluator (default
     :func:`ddpm_lib.metrics.load_classifier`) labels every image. Cost: ``steps`` network calls
     per method and scale (CFG's two predictions in one batch of ``2n``; the classifier's gradient
-    adds one forward and backward pass through the classifier).
-    """
+    adds one forward and backward pass through the classifier)."""
     if (model is None) != (classifier is None):
         raise ValueError("classifier guidance needs both model (unconditional) and classifier")
     methods = tuple(m for m, on in (("classifier", model is not None),

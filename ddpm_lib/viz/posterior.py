@@ -4,8 +4,7 @@ The library holds the formula (:meth:`ddpm_lib.Diffusion.q_posterior`, Ho et al.
 :mod:`ddpm_lib.toy` holds what the chapter checks it *against*, computed without it (Bayes' rule on
 a grid, a Monte Carlo regression). This module draws both; each ``draw_*`` draws into a matplotlib
 figure, and :func:`draw_digit_posterior` is shown live or as an animation by
-:func:`ddpm_lib.viz.explore`.
-"""
+:func:`ddpm_lib.viz.explore`."""
 
 from __future__ import annotations
 

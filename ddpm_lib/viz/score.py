@@ -16,8 +16,7 @@ r"""Chapter 5's pictures: the score field, Langevin chains and Tweedie's denoise
 
 Everything drawn is the library's numbers; the numeric checks of the chapter use
 :func:`ddpm_lib.toy.score_error`, not these fields. Each ``draw_*(fig, ...)`` is shown live or as
-an animation by :func:`ddpm_lib.viz.explore`.
-"""
+an animation by :func:`ddpm_lib.viz.explore`."""
 
 from __future__ import annotations
 

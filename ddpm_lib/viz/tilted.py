@@ -4,8 +4,7 @@ with the exact classifier. For each :math:`\gamma` the exact tilted density
 :func:`ddpm_lib.sample.ddim` guided by :class:`~ddpm_lib.toy.MixtureClassifier` produces
 (:func:`tilted_frames`, :func:`draw_tilted`, :func:`explore_tilted`; re-exported by
 :mod:`ddpm_lib.viz.guidance`). Every density comes from :class:`~ddpm_lib.toy.GaussianMixture`,
-every sample from the library's sampler.
-"""
+every sample from the library's sampler."""
 
 from __future__ import annotations
 
