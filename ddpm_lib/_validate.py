@@ -2,8 +2,7 @@
 
 Every public function validates at its boundary and raises ``ValueError`` (or ``TypeError`` for a wrong
 type) naming the offending value and the allowed range, so a learner sees *what* was wrong instead of a
-shape error deep inside a broadcast.
-"""
+shape error deep inside a broadcast."""
 
 from __future__ import annotations
 
@@ -37,8 +36,7 @@ def check_t(t: TimeLike, lo: int, hi: int, name: str = "t", *, sync: bool = True
     ``sync=False`` is for code that runs once per network call (the U-Net): reading a tensor's
     values back costs a device sync on a GPU and a graph break under ``torch.compile``, so the range
     is then checked only for CPU tensors outside compilation (an out-of-range index on a GPU still
-    fails, later, inside the embedding lookup).
-    """
+    fails, later, inside the embedding lookup)."""
     if isinstance(t, bool):
         raise TypeError(f"{name} must be an int or an integer tensor, got a bool ({t!r})")
     if isinstance(t, numbers.Integral):

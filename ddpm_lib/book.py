@@ -3,15 +3,11 @@
 ``DDPM_BOOK_PROFILE`` selects the *profile*: ``"default"`` (what readers see: the full sample counts)
 or ``"ci"`` (CI and nbval: smaller sample counts, never different science). The book build
 (``make book``) and nbval set it; a reader's own Jupyter or Colab kernel has it unset, which means
-``"default"`` with live widgets.
-"""
+``"default"`` with live widgets."""
 
 from __future__ import annotations
 
 import os
-import sys
-
-__all__ = ["PROFILES", "profile", "pick", "static_output", "on_colab"]
 
 PROFILES = ("default", "ci")
 ENV_PROFILE = "DDPM_BOOK_PROFILE"
@@ -35,8 +31,3 @@ def static_output() -> bool:
     set ``$DDPM_BOOK_PROFILE``). Then interactive helpers render JavaScript animations instead of
     ipywidgets, whose Python callbacks cannot run in a static page."""
     return bool(os.environ.get(ENV_PROFILE, "").strip())
-
-
-def on_colab() -> bool:
-    """True inside a Google Colab kernel."""
-    return "google.colab" in sys.modules

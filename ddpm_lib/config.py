@@ -9,8 +9,7 @@ preset::
     cfg = get_config("mnist", batch_size=256)      # the GPU default, with one override
     cfg = get_config("mnist-cfg")                  # class-conditional, for classifier-free guidance
 
-Images are always MNIST-sized: ``[B, 1, 28, 28]`` with pixels in [-1, 1].
-"""
+Images are always MNIST-sized: ``[B, 1, 28, 28]`` with pixels in [-1, 1]."""
 
 from __future__ import annotations
 
@@ -24,20 +23,6 @@ from ddpm_lib._validate import check_int, check_number
 
 if TYPE_CHECKING:  # the import is lazy at run time: see Config.diffusion
     from ddpm_lib.diffusion import Diffusion
-
-__all__ = [
-    "IMAGE_SIZE",
-    "IMAGE_CHANNELS",
-    "RESOLUTIONS",
-    "SCHEDULES",
-    "PRECISIONS",
-    "MODEL_FIELDS",
-    "DIFFUSION_FIELDS",
-    "Config",
-    "PRESETS",
-    "get_config",
-    "config_mismatch",
-]
 
 IMAGE_SIZE = 28
 IMAGE_CHANNELS = 1
@@ -72,8 +57,7 @@ def _int_tuple(name: str, value: object, lo: int) -> tuple[int, ...]:
 class Config:
     """Every setting of a run; validated on construction (``ValueError`` naming field and range).
 
-    The defaults are the ``mnist`` preset. Use :func:`get_config` for presets and overrides.
-    """
+    The defaults are the ``mnist`` preset. Use :func:`get_config` for presets and overrides."""
 
     # --- model: the U-Net eps_theta(x_t, t[, y]) ---
     base_channels: int = 48

@@ -10,8 +10,7 @@ Every method is one equation: it checks its arguments cheaply (dtypes, shapes an
 tensor ``t`` is range-checked only where reading it back costs no GPU sync, see
 :func:`ddpm_lib._validate.check_t`) and applies the formula. The samplers (:mod:`ddpm_lib.sample`)
 and the objectives (:mod:`ddpm_lib.bound`) call these same methods, so every formula of the process
-is written once; :meth:`Diffusion.coef` and :func:`randn_like` are the plumbing they share.
-"""
+is written once; :meth:`Diffusion.coef` and :func:`randn_like` are the plumbing they share."""
 
 from __future__ import annotations
 
@@ -31,8 +30,6 @@ from ._validate import (
     check_time,
 )
 from .schedule import check_betas
-
-__all__ = ["Diffusion", "Gaussian", "EpsModel", "VARIANCES", "x0_from_eps", "eps_from_x0"]
 
 #: A noise-prediction network: ``model(x_t [B, ...], t LongTensor [B]) -> eps [B, ...]``.
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -63,9 +60,7 @@ def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, sqrt_ab, sqrt_1m_ab) -> tor
 
 
 def randn_like(
-    x: torch.Tensor,
-    generator: torch.Generator | None = None,
-    noise: torch.Tensor | None = None,
+    x: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device), or the
     given (already checked) ``noise`` in ``x``'s dtype and device: the one place a draw happens."""
@@ -175,8 +170,7 @@ class Diffusion:
 
         Args: ``x_prev`` :math:`\mathbf x_{t-1}` ``[B, ...]``; ``t`` in ``[1, T]``; ``noise``
         :math:`\boldsymbol\epsilon_t` shaped like ``x_prev`` (drawn from ``generator`` if omitted).
-        Returns: :math:`x_t`, shaped like ``x_prev``.
-        """
+        Returns: :math:`x_t`, shaped like ``x_prev``."""
         t = self._check(t, x_prev=x_prev, noise=noise)
         noise = randn_like(x_prev, generator, noise)
         return (
@@ -207,8 +201,7 @@ class Diffusion:
 
         Args: ``x0`` ``[B, ...]``; ``t`` in ``[0, T]`` (``t = 0`` returns ``x0``); ``noise``
         :math:`\bar{\boldsymbol\epsilon}_t` shaped like ``x0`` (drawn from ``generator`` if omitted).
-        Returns: :math:`x_t`, shaped like ``x0``.
-        """
+        Returns: :math:`x_t`, shaped like ``x0``."""
         t = self._check(t, lo=0, x0=x0, noise=noise)
         noise = randn_like(x0, generator, noise)
         mean = self.coef(self.alpha_bars, t, x0).sqrt() * x0
@@ -225,8 +218,7 @@ class Diffusion:
             \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t
 
         Args: ``x0`` and ``x_t`` of the same shape ``[B, ...]``.
-        Returns: ``Gaussian(mean [B, ...], variance broadcastable)``.
-        """
+        Returns: ``Gaussian(mean [B, ...], variance broadcastable)``."""
         t = self._check(t, x0=x0, x_t=x_t)
         return Gaussian(self.mu_tilde_from_x0(x0, x_t, t), self.coef(self.beta_tildes, t, x_t))
 

@@ -18,8 +18,7 @@ Adding a U-Net: ``python tools/release.py export`` writes ``weights/<name>.safet
 manifest entry; every entry whose ``architecture`` is ``ddpm_lib.models.UNet`` (or
 ``ddpm_lib.models.NoisyClassifier``, written by ``python tools/release.py export-classifier``)
 loads with :func:`pretrained`. The environment variable ``DDPM_LIB_WEIGHTS_DIR`` points the loader at another
-folder.
-"""
+folder."""
 
 from __future__ import annotations
 
@@ -36,19 +35,6 @@ from ddpm_lib import io
 
 if TYPE_CHECKING:
     from ddpm_lib.diffusion import Diffusion
-
-__all__ = [
-    "WeightsError",
-    "ManifestEntry",
-    "Pretrained",
-    "weights_dir",
-    "load_manifest",
-    "verified_bytes",
-    "load_module",
-    "available",
-    "pretrained",
-    "sha256_of",
-]
 
 MANIFEST = "manifest.json"
 ENV_VAR = "DDPM_LIB_WEIGHTS_DIR"

@@ -12,8 +12,7 @@ A run directory written by :func:`ddpm_lib.train.train` holds::
 Nothing here uses pickle (no ``torch.save``/``torch.load``): tensors live in safetensors files and
 everything else is JSON. Every file written here carries, in its metadata, a format tag and the
 SHA-256 of its whole content (tensor names, dtypes, shapes, bytes and the other metadata), so a
-truncated, bit-flipped, foreign or renamed file is refused with a ``ValueError`` naming the file.
-"""
+truncated, bit-flipped, foreign or renamed file is refused with a ``ValueError`` naming the file."""
 
 from __future__ import annotations
 
@@ -33,28 +32,6 @@ from ddpm_lib.config import Config, config_mismatch
 if TYPE_CHECKING:
     from ddpm_lib.diffusion import Diffusion
     from ddpm_lib.models.unet import UNet
-
-__all__ = [
-    "MODEL_FILE",
-    "CONFIG_FILE",
-    "METRICS_FILE",
-    "CHECKPOINT_FILE",
-    "MODEL_FORMAT",
-    "SafetensorsContent",
-    "atomic_write_bytes",
-    "write_json",
-    "save_safetensors",
-    "load_safetensors",
-    "parse_safetensors",
-    "content_digest",
-    "config_to_json",
-    "config_from_json",
-    "save_model",
-    "load_state_dict_checked",
-    "build_model",
-    "load",
-    "to_device",
-]
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

@@ -1,14 +1,11 @@
 r"""Closed-form pieces of the variational bound: Gaussian KL and the discretised Gaussian decoder.
 
 All results are elementwise and in **nats**; :meth:`ddpm_lib.Diffusion.vlb_terms` averages them over
-dimensions and converts to bits per dimension.
-"""
+dimensions and converts to bits per dimension."""
 
 from __future__ import annotations
 
 import torch
-
-__all__ = ["normal_kl", "discretized_gaussian_log_likelihood", "mean_flat", "NUM_LEVELS"]
 
 #: The decoder models 8-bit images: 256 levels spread evenly over [-1, 1], ``x = 2 u / 255 - 1``.
 NUM_LEVELS = 256
@@ -42,8 +39,7 @@ def normal_kl(
 
     Used for :math:`L_T` and :math:`L_{t-1}` (Ho et al. 2020, Eq. 5), where both distributions are
     Gaussians with diagonal covariance. Arguments broadcast against each other; at least one must be a
-    tensor. Variances enter as log-variances so that tiny variances stay exact.
-    """
+    tensor. Variances enter as log-variances so that tiny variances stay exact."""
     ref = next((v for v in (mean1, logvar1, mean2, logvar2) if isinstance(v, torch.Tensor)), None)
     if ref is None:
         raise TypeError("normal_kl needs at least one torch.Tensor argument")

@@ -2,16 +2,13 @@ r"""Variance schedules :math:`\beta_1, \dots, \beta_T`.
 
 Every schedule is a float64 tensor of length ``T + 1`` indexed exactly as in the papers: ``betas[t]`` is
 :math:`\beta_t` for :math:`t = 1, \dots, T`, and ``betas[0] = 0`` stands for the clean data
-:math:`x_0` (no noise has been added yet), so that :math:`\bar\alpha_0 = 1`.
-"""
+:math:`x_0` (no noise has been added yet), so that :math:`\bar\alpha_0 = 1`."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-
-__all__ = ["linear_betas", "cosine_betas", "alpha_bars_from_betas", "check_betas"]
 
 
 def _check_T(T: object) -> int:
@@ -103,10 +100,3 @@ def check_betas(betas: object) -> torch.Tensor:
             f"got betas[{t_bad}] = {float(betas[t_bad])}"
         )
     return betas
-
-
-def alpha_bars_from_betas(betas: torch.Tensor) -> torch.Tensor:
-    r""":math:`\bar\alpha_t = \prod_{s=1}^{t} (1 - \beta_s)` (Ho et al. 2020, Eq. 4 and the text
-    before it), float64 ``[T + 1]`` with ``alpha_bars[0] = 1``."""
-    betas = check_betas(betas)
-    return torch.cumprod(1 - betas, dim=0)

@@ -7,8 +7,7 @@ r"""The variational bound of Ho et al. (2020) and the losses built on it (chapte
   unbiased bits/dim estimator with a confidence interval, the bound by direct Monte Carlo and the
   simple loss per t-bucket.
 
-The Gaussian KL and the discretised decoder the terms use are in :mod:`ddpm_lib.losses`.
-"""
+The Gaussian KL and the discretised decoder the terms use are in :mod:`ddpm_lib.losses`."""
 
 from .estimators import (
     STRATA,

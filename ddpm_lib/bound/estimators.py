@@ -11,8 +11,7 @@ is a weighted ε-error plus a constant, exactly:
     C_t = \tfrac12\Big(\log\frac{\sigma_t^2}{\tilde\beta_t} + \frac{\tilde\beta_t}{\sigma_t^2} - 1\Big)
 
 (nats per dimension, :math:`x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\bar\epsilon_t`).
-:math:`L_\text{simple}` (Eq. 14) drops :math:`\lambda_t`.
-"""
+:math:`L_\text{simple}` (Eq. 14) drops :math:`\lambda_t`."""
 
 from __future__ import annotations
 
@@ -26,18 +25,6 @@ from .._validate import check_choice, check_int, check_tensor
 from ..diffusion import Diffusion, EpsModel, randn_like
 from ..losses import discretized_gaussian_log_likelihood, mean_flat
 from .vlb import check_decoder, prior_bpd, reverse_variances, step_terms
-
-__all__ = [
-    "EpsWeights",
-    "STRATA",
-    "VLBEstimate",
-    "TBucketLoss",
-    "eps_weights",
-    "vlb_estimate",
-    "vlb_estimates",
-    "vlb_direct",
-    "loss_by_t_bucket",
-]
 
 _Z95 = 1.959963984540054  # the 97.5 % quantile of N(0, 1)
 _LN2 = math.log(2.0)  # nats -> bits
@@ -71,8 +58,7 @@ def eps_weights(diffusion: Diffusion, variance: str | torch.Tensor = "beta") -> 
 
     ``variance``: :math:`\sigma_t^2` as in :func:`ddpm_lib.bound.reverse_variances`.
     Returns :class:`EpsWeights` (float64 ``[T + 1]`` each, nats per dimension; index 0 NaN,
-    index 1 the Gaussian decoder's, see there).
-    """
+    index 1 the Gaussian decoder's, see there)."""
     sigma2 = reverse_variances(diffusion, variance)
     betas, alphas = (v.detach().cpu().double() for v in (diffusion.betas, diffusion.alphas))
     alpha_bars = diffusion.alpha_bars.detach().cpu().double()
@@ -156,8 +142,7 @@ def vlb_estimate(
         noise: optional ``[n_t + 1, *x0.shape]``: ``noise[0]`` draws :math:`x_1` (for :math:`L_0`),
             ``noise[k]`` the :math:`x_t` of draw ``k``.
     Returns :class:`VLBEstimate`. Runs without gradients. Several variances at the cost of one:
-    :func:`vlb_estimates`.
-    """
+    :func:`vlb_estimates`."""
     return vlb_estimates(diffusion, model, x0, (variance,), n_t, generator, decoder, strata,
                          batch_size, noise)[0]  # fmt: skip
 
@@ -253,8 +238,7 @@ def vlb_direct(
     decomposed bound's; its variance is far larger (a check, not an estimator to use).
 
     Args: ``noise`` optional ``[T, *x0.shape]``, ``noise[t - 1]`` = :math:`\epsilon_t`.
-    ``T`` model calls; no gradients.
-    """
+    ``T`` model calls; no gradients."""
     x0 = check_tensor("x0", x0)
     T = diffusion.T
     sigma2s = reverse_variances(diffusion, variance).to(x0.device)
@@ -321,8 +305,7 @@ def loss_by_t_bucket(
     \bar\epsilon_t, t)\|^2/\text{dims}` is averaged over the examples.
 
     ``x0`` ``[B, ...]`` (``B >= 2``); ``n_buckets`` in ``[1, T]``. ``n_buckets`` model calls of the
-    batch; no gradients. Returns :class:`TBucketLoss`.
-    """
+    batch; no gradients. Returns :class:`TBucketLoss`."""
     x0 = check_tensor("x0", x0)
     T, B = diffusion.T, x0.shape[0]
     if B < 2:

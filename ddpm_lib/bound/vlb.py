@@ -22,17 +22,6 @@ from .._validate import check_choice, check_steps, check_tensor
 from ..diffusion import VARIANCES, Diffusion, EpsModel, randn_like
 from ..losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
 
-__all__ = [
-    "VLBTerms",
-    "DECODERS",
-    "loss_simple",
-    "reverse_variances",
-    "step_terms",
-    "check_decoder",
-    "vlb_terms",
-    "prior_bpd",
-]
-
 #: The decoder :math:`p_\theta(x_0 \mid x_1)` of :math:`L_0`: Ho et al.'s discretised Gaussian
 #: (Eq. 13, 8-bit data) or the Gaussian density (continuous data).
 DECODERS = ("discretized", "gaussian")
@@ -48,8 +37,7 @@ class VLBTerms(NamedTuple):
     column ``t - 1`` is step ``t``). ``total``: ``prior + terms.sum(1)`` ``[B]`` when ``steps`` is
     ``1..T``, NaN otherwise (a partial sum bounds nothing). ``steps``: LongTensor ``[K]``.
     ``eps_mse``: ``[B, K]``, the ε-error :math:`\|\bar\epsilon_t - \epsilon_\theta(x_t, t)\|^2
-    / \text{dims}` of the same draw of :math:`x_t` (see :func:`ddpm_lib.bound.eps_weights`).
-    """
+    / \text{dims}` of the same draw of :math:`x_t` (see :func:`ddpm_lib.bound.eps_weights`)."""
 
     prior: torch.Tensor
     terms: torch.Tensor
@@ -109,8 +97,7 @@ def reverse_variances(diffusion: Diffusion, variance: str | torch.Tensor = "beta
       :math:`v_t` of :func:`ddpm_lib.toy.gaussian_reverse_kernels`).
 
     Index 0 holds NaN (there is no step into :math:`x_0`'s predecessor); index 1 is the variance of
-    the decoder :math:`p_\theta(x_0\mid x_1)`.
-    """
+    the decoder :math:`p_\theta(x_0\mid x_1)`."""
     T = diffusion.T
     if isinstance(variance, torch.Tensor):
         if variance.dtype.is_complex or not variance.dtype.is_floating_point:
@@ -229,8 +216,7 @@ def vlb_terms(
             model of Algorithm 2; off by default).
 
     Returns :class:`VLBTerms`; ``total`` (the bound) only when ``ts`` covers ``1..T``, else NaN.
-    Runs without gradients.
-    """
+    Runs without gradients."""
     x0 = check_tensor("x0", x0)
     T, B = diffusion.T, x0.shape[0]
     steps = tuple(range(1, T + 1)) if ts is None else check_steps(ts, 1, T)

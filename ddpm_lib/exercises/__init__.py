@@ -7,8 +7,7 @@ A check never raises for a wrong answer, so a notebook keeps running. Help comes
 the failure names the kind of mistake (never the formula); ``hint(name)`` gives a hint;
 ``solution(name)`` shows the formula. ``result.hint()`` / ``result.solution()`` do the same for a
 result kept in a variable, and ``hint()`` / ``solution()`` without a name refer to the exercise
-checked last.
-"""
+checked last."""
 
 from ._check import CheckResult, Kind, Reveal, hint, solution
 from ._question import Bounds, Tolerance, Wrong, check_number
@@ -19,12 +18,7 @@ from .closed_form import (
     check_snr_crossing,
     check_snr_crossing_prediction,
 )
-from .elbo import (
-    check_lambda_t,
-    check_most_bits_prediction,
-    check_normal_kl,
-    check_p_sample_step,
-)
+from .elbo import check_lambda_t, check_most_bits_prediction, check_normal_kl, check_p_sample_step
 from .forward import (
     check_marginal_pdf,
     check_merged_variance,

@@ -16,28 +16,14 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Iterable
+from html import escape
 from typing import Any, NamedTuple
 
 import torch
 
 from .. import schedule
-from ._compare import as_number, compare
-
-__all__ = [
-    "Case",
-    "CheckResult",
-    "Crash",
-    "Exercise",
-    "Kind",
-    "Reveal",
-    "Slip",
-    "as_number",
-    "compare",
-    "hint",
-    "register",
-    "run_check",
-    "solution",
-]
+from ._compare import as_number as as_number
+from ._compare import compare
 
 
 class Kind:
@@ -98,10 +84,10 @@ class Reveal(NamedTuple):
         return str(self)
 
     def _repr_html_(self) -> str:
-        body = _escape(self.text).replace("\n", "<br>")
+        body = escape(self.text, quote=False).replace("\n", "<br>")
         return (
             f'<div style="border-left:3px solid #0969da;padding:0.2em 0.8em">'
-            f"<b>{_escape(self.title)}</b><br><span style='font-family:monospace'>{body}</span></div>"
+            f"<b>{escape(self.title, quote=False)}</b><br><span style='font-family:monospace'>{body}</span></div>"
         )
 
 
@@ -175,15 +161,11 @@ class CheckResult(NamedTuple):
 
     def _repr_html_(self) -> str:
         colour, mark = ("#1a7f37", "✔") if self.passed else ("#b35900", "✘")
-        body = _escape(self.message).replace("\n", "<br>")
+        body = escape(self.message, quote=False).replace("\n", "<br>")
         return f'<div style="color:{colour};font-family:monospace">{mark} {body}</div>'
 
     def __repr__(self) -> str:
         return ("PASSED: " if self.passed else "NOT YET: ") + self.message
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def stuck(name: str) -> str:
@@ -242,8 +224,7 @@ def run_check(
     the message names the first case that fails and the kind of mistake: the learner's function is
     random (it draws its own noise), it returns nothing, it lost precision, or it reproduces one of
     ``slips`` on every case where that slip is defined; an exception is matched against
-    ``crashes`` and a few common ones.
-    """
+    ``crashes`` and a few common ones."""
     if not callable(learner):
         return failed(name, f"{name}: expected a function, got {type(learner).__name__}")
     cases = list(cases)

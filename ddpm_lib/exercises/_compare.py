@@ -9,8 +9,6 @@ from typing import Any
 
 import torch
 
-__all__ = ["as_number", "compare"]
-
 
 def as_number(x: Any) -> float | None:
     """``x`` as a float if it is one number in any form a learner may write (int, float, a NumPy

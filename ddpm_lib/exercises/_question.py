@@ -4,8 +4,7 @@ The student writes a number; :func:`check_number` compares it with the exact val
 library, never typed in) within the tolerance the question states. A wrong number is compared with
 the values that typical mistakes produce (:class:`Wrong`) and the nearest one within the tolerance
 is named -- "that is a standard deviation", "that is the value at t - 1" -- without ever printing the
-exact value; ``hint(name)`` and ``solution(name)`` give the next tiers (see :mod:`._check`).
-"""
+exact value; ``hint(name)`` and ``solution(name)`` give the next tiers (see :mod:`._check`)."""
 
 from __future__ import annotations
 
@@ -14,8 +13,6 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from ._check import CheckResult, as_number, failed, passed, register, registered
-
-__all__ = ["Bounds", "Tolerance", "VARIANCE", "Wrong", "check_number"]
 
 
 class Tolerance(NamedTuple):
@@ -78,8 +75,7 @@ def check_number(
     give the same number, the one listed first is named), or else says whether
     the answer is too large or too small (and, with ``bounds``, whether it is even possible).
     ``hint``/``solution`` are what ``hint(name)``/``solution(name)`` then show (default: the texts
-    registered for ``name`` with :func:`~._check.register`).
-    """
+    registered for ``name`` with :func:`~._check.register`)."""
     if hint is not None or solution is not None:
         register(name, hint or "", solution or "")
     elif not registered(name):

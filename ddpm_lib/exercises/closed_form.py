@@ -8,8 +8,7 @@ for ``T = 200``) and :func:`check_snr_crossing_prediction` (predict, then run: t
 SNR < 1).
 
 A check never raises for a wrong answer; it names the kind of mistake (a missing square root, an
-index off by one, ...), and ``hint(name)`` / ``solution(name)`` give the next tiers.
-"""
+index off by one, ...), and ``hint(name)`` / ``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 
@@ -22,18 +21,10 @@ import torch
 from .. import schedule
 from .._validate import check_choice
 from ..diffusion import Diffusion
-from ._check import Case, CheckResult, Crash, Kind, Slip, hint, register, run_check, solution
+from ._check import Case, CheckResult, Crash, Kind, Slip, register, run_check
+from ._check import hint as hint
+from ._check import solution as solution
 from ._question import Bounds, Tolerance, Wrong, check_number
-
-__all__ = [
-    "check_alpha_bars",
-    "check_q_sample",
-    "check_snr_crossing",
-    "check_alpha_bar_T",
-    "check_snr_crossing_prediction",
-    "hint",
-    "solution",
-]
 
 
 def _diffusion(alpha_bars: torch.Tensor) -> Diffusion:

@@ -15,8 +15,7 @@ A number the student writes: :func:`check_most_bits_prediction` (predict, then r
 ``t`` carries the largest term of the bound on the shipped MNIST model).
 
 A check never raises for a wrong answer; it names the kind of mistake, and ``hint(name)`` /
-``solution(name)`` give the next tiers.
-"""
+``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 
@@ -28,30 +27,10 @@ import torch
 from ..bound import eps_weights, reverse_variances
 from ..diffusion import Diffusion, EpsModel
 from ..losses import normal_kl
-from ._check import (
-    Case,
-    CheckResult,
-    Kind,
-    Slip,
-    failed,
-    hint,
-    reference_schedules,
-    register,
-    run_check,
-    solution,
-)
+from ._check import Case, CheckResult, Kind, Slip, failed, reference_schedules, register, run_check
+from ._check import hint as hint
+from ._check import solution as solution
 from ._question import Bounds, Tolerance, Wrong, check_number
-
-__all__ = [
-    "check_normal_kl",
-    "check_lambda_t",
-    "check_p_sample_step",
-    "check_most_bits_prediction",
-    "most_bits_steps",
-    "hint",
-    "solution",
-]
-
 
 # ------------------------------------------------------------------------------ normal_kl
 register(
@@ -99,30 +78,27 @@ def check_normal_kl(fn: Callable[..., Any]) -> CheckResult:
 
     (the reference is :func:`ddpm_lib.losses.normal_kl`)."""
 
-    def slip(f):
-        return lambda m1, v1, m2, v2: f(m1, v1, m2, v2)
-
     slips = [
         Slip(Kind.SWAPPED, "this is the divergence the other way round; KL is not symmetric, and "
              "the expectation is taken under the first distribution.",
-             slip(lambda m1, v1, m2, v2: _kl_ref(m2, v2, m1, v1))),
+             lambda m1, v1, m2, v2: _kl_ref(m2, v2, m1, v1)),
         Slip(Kind.MISSING_FACTOR, "every term is twice too large: the log-density of a Gaussian "
              "carries a factor in front of its exponent and of its log-variance.",
-             slip(lambda m1, v1, m2, v2: 2 * _kl_ref(m1, v1, m2, v2))),
+             lambda m1, v1, m2, v2: 2 * _kl_ref(m1, v1, m2, v2)),
         Slip(Kind.MISSING_FACTOR, "the constant term is missing: the KL of two equal Gaussians "
              "must be 0.",
-             slip(lambda m1, v1, m2, v2: _kl_ref(m1, v1, m2, v2) + 0.5)),
+             lambda m1, v1, m2, v2: _kl_ref(m1, v1, m2, v2) + 0.5),
         Slip(Kind.MISSING_FACTOR, "the distance between the means is missing.",
-             slip(lambda m1, v1, m2, v2: _kl_ref(m1, v1, m1, v2))),
+             lambda m1, v1, m2, v2: _kl_ref(m1, v1, m1, v2)),
         Slip(Kind.VAR_VS_STD, "the log term is twice too large: it compares standard deviations "
              "when written without a factor, variances when written with one.",
-             slip(lambda m1, v1, m2, v2: _kl_ref(m1, v1, m2, v2) + 0.5 * torch.log(v2 / v1))),
+             lambda m1, v1, m2, v2: _kl_ref(m1, v1, m2, v2) + 0.5 * torch.log(v2 / v1)),
         Slip(Kind.WRONG_SIGN, "the log term has the wrong sign (which variance is on top?).",
-             slip(lambda m1, v1, m2, v2: _kl_ref(m1, v1, m2, v2) - torch.log(v2 / v1))),
+             lambda m1, v1, m2, v2: _kl_ref(m1, v1, m2, v2) - torch.log(v2 / v1)),
         Slip(Kind.WRONG_QUANTITY, "the squared distance of the means is divided by the wrong "
              "variance: it comes from the log-density of the second distribution.",
-             slip(lambda m1, v1, m2, v2: _kl_ref(m1, v1, m2, v2)
-                  + 0.5 * (m1 - m2) ** 2 * (1 / v1 - 1 / v2))),
+             lambda m1, v1, m2, v2: _kl_ref(m1, v1, m2, v2)
+             + 0.5 * (m1 - m2) ** 2 * (1 / v1 - 1 / v2)),
     ]  # fmt: skip
     return run_check("normal_kl", fn, _kl_ref, _kl_cases(), slips=slips, rtol=1e-6, atol=1e-9)
 

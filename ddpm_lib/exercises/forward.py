@@ -17,8 +17,7 @@ Numbers the student writes (``check_*(number) -> CheckResult``):
 * :func:`check_merged_variance` -- derivation: the variance of two steps' noises merged into one.
 
 A check never raises for a wrong answer; it names the kind of mistake, and ``hint(name)`` /
-``solution(name)`` give the next tiers (:mod:`ddpm_lib.exercises`).
-"""
+``solution(name)`` give the next tiers (:mod:`ddpm_lib.exercises`)."""
 
 from __future__ import annotations
 
@@ -32,19 +31,10 @@ from .. import schedule
 from .._validate import check_t
 from ..diffusion import Diffusion
 from ..toy import GaussianMixture
-from ._check import Case, CheckResult, Kind, Slip, hint, register, run_check, solution
+from ._check import Case, CheckResult, Kind, Slip, register, run_check
+from ._check import hint as hint
+from ._check import solution as solution
 from ._question import VARIANCE, Bounds, Tolerance, Wrong, check_number
-
-__all__ = [
-    "check_q_step",
-    "check_variance_trajectory",
-    "check_marginal_pdf",
-    "check_variance_prediction",
-    "check_variance_step",
-    "check_merged_variance",
-    "hint",
-    "solution",
-]
 
 
 def _random_betas(T: int, gen: torch.Generator) -> torch.Tensor:

@@ -16,8 +16,7 @@ standard deviation at a step).
 
 A check never raises for a wrong answer; it names the kind of mistake (swapped coefficients,
 :math:`\bar\alpha_t` for :math:`\bar\alpha_{t-1}`, a missing square root, ...), and ``hint(name)`` /
-``solution(name)`` give the next tiers.
-"""
+``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 
@@ -30,30 +29,10 @@ import torch
 from .. import schedule
 from .._validate import check_choice, check_t
 from ..diffusion import Diffusion
-from ._check import (
-    Case,
-    CheckResult,
-    Kind,
-    Slip,
-    failed,
-    hint,
-    reference_schedules,
-    register,
-    run_check,
-    solution,
-)
+from ._check import Case, CheckResult, Kind, Slip, failed, reference_schedules, register, run_check
+from ._check import hint as hint
+from ._check import solution as solution
 from ._question import VARIANCE, Bounds, Tolerance, Wrong, check_number
-
-__all__ = [
-    "check_q_posterior",
-    "check_mu_tilde_from_eps",
-    "check_beta_tilde",
-    "check_beta_tilde_value",
-    "check_posterior_std_prediction",
-    "beta_tilde_given",
-    "hint",
-    "solution",
-]
 
 
 def _steps(T: int) -> list[int]:

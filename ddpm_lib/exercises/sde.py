@@ -12,8 +12,7 @@ reverse-SDE steps, out of a list, whose samples of the exact 2-D toy pass a Kolm
 test; the set-up in :func:`step_count_given`).
 
 A check never raises for a wrong answer; it names the kind of mistake, and ``hint(name)`` /
-``solution(name)`` give the next tiers.
-"""
+``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 
@@ -27,28 +26,10 @@ import torch
 from .. import sample, schedule, toy
 from ..diffusion import Diffusion
 from ..sde import VPSDE
-from ._check import (
-    Case,
-    CheckResult,
-    Kind,
-    Slip,
-    as_number,
-    failed,
-    hint,
-    register,
-    run_check,
-    solution,
-)
+from ._check import Case, CheckResult, Kind, Slip, as_number, failed, register, run_check
+from ._check import hint as hint
+from ._check import solution as solution
 from ._question import Tolerance, Wrong, check_number
-
-__all__ = [
-    "check_euler_maruyama_step",
-    "check_pf_ode_drift",
-    "check_step_count_prediction",
-    "step_count_given",
-    "hint",
-    "solution",
-]
 
 _TAUS = (0.02, 0.1, 0.35, 0.7, 0.95)
 

@@ -14,8 +14,7 @@ hand for Gaussian data, the numbers from :func:`tweedie_gaussian_given`) and
 Langevin chains without the noise term reach; the set-up in :func:`noiseless_langevin_given`).
 
 A check never raises for a wrong answer; it names the kind of mistake, and ``hint(name)`` /
-``solution(name)`` give the next tiers.
-"""
+``solution(name)`` give the next tiers."""
 
 from __future__ import annotations
 
@@ -27,19 +26,10 @@ from typing import Any
 import torch
 
 from .. import sample, toy
-from ._check import Case, CheckResult, Kind, Slip, hint, register, run_check, solution
+from ._check import Case, CheckResult, Kind, Slip, register, run_check
+from ._check import hint as hint
+from ._check import solution as solution
 from ._question import Tolerance, Wrong, check_number
-
-__all__ = [
-    "check_tweedie_denoiser",
-    "check_langevin_step",
-    "check_tweedie_gaussian_value",
-    "tweedie_gaussian_given",
-    "check_noiseless_langevin_prediction",
-    "noiseless_langevin_given",
-    "hint",
-    "solution",
-]
 
 _ALPHA_BARS = (0.999, 0.9, 0.5, 0.1, 0.01)
 
@@ -55,10 +45,6 @@ register(
     "2020, Eq. 4)\n"
     "In code:  return (x_t + (1 - alpha_bar) * score) / alpha_bar ** 0.5",
 )
-
-
-def _tweedie_ref(x_t, alpha_bar, score):
-    return toy.tweedie_x0(x_t, alpha_bar, score)
 
 
 def _tweedie_cases() -> list[Case]:
@@ -104,7 +90,7 @@ def check_tweedie_denoiser(fn: Callable[..., Any]) -> CheckResult:
         Slip(Kind.WRONG_QUANTITY, "the last step multiplies where it should undo the scaling of "
              "x0 inside x_t.", (lambda x, ab, s: ab.sqrt() * (x + (1 - ab) * s))),
     ]  # fmt: skip
-    return run_check("tweedie_denoiser", fn, _tweedie_ref, _tweedie_cases(), slips=slips)
+    return run_check("tweedie_denoiser", fn, toy.tweedie_x0, _tweedie_cases(), slips=slips)
 
 
 # ---------------------------------------------------------------------------- langevin_step

@@ -9,8 +9,7 @@ Modules: :mod:`.classifier` (:func:`load_classifier` for the shipped
 :class:`ddpm_lib.models.MNISTClassifier`, checksum verified through :mod:`ddpm_lib.hub`, its
 predictions and accuracy; the network is trained by :mod:`ddpm_lib.train.classifier`),
 :mod:`.fid` (Fréchet distance, feature statistics, cached reference statistics).
-CLI: ``python -m ddpm_lib.metrics --help``.
-"""
+CLI: ``python -m ddpm_lib.metrics --help``."""
 
 from .classifier import evaluate_accuracy, load_classifier, predict
 from .fid import (

@@ -14,8 +14,7 @@ is LeNet-shaped (LeCun et al. 1998): conv-pool-conv-pool-fc-fc,
     \xrightarrow{\text{fc}} \text{logits} \in \mathbb{R}^{10}
 
 and :math:`\phi(x)` (``MNISTClassifier.features``) is what :mod:`ddpm_lib.metrics.fid` compares.
-Inputs use the library-wide convention: float ``[N, 1, 28, 28]`` in ``[-1, 1]``.
-"""
+Inputs use the library-wide convention: float ``[N, 1, 28, 28]`` in ``[-1, 1]``."""
 
 from __future__ import annotations
 
@@ -23,8 +22,6 @@ import torch
 
 from ddpm_lib import hub
 from ddpm_lib.models.classifier import ClassifierConfig, MNISTClassifier
-
-__all__ = ["load_classifier", "evaluate_accuracy", "predict", "check_images"]
 
 SHIPPED = "mnist-classifier"
 

@@ -33,20 +33,6 @@ from .._validate import check_int
 from ..models.classifier import MNISTClassifier
 from .classifier import check_images, load_classifier, predict
 
-__all__ = [
-    "FeatureStats",
-    "FIDResult",
-    "frechet_distance",
-    "feature_stats",
-    "reference_stats",
-    "fid_floor",
-    "mnist_fid",
-    "class_accuracy",
-    "within_class_spread",
-    "FLOOR_SEED",
-    "SQRTM_EPS",
-]
-
 #: Seed of the fixed random subset of training images used for the real-data floor.
 FLOOR_SEED = 0
 #: Offset added to both covariance diagonals when :math:`(\Sigma_1\Sigma_2)^{1/2}` is not finite.
@@ -237,9 +223,7 @@ def fid_floor(n: int, classifier: MNISTClassifier | None = None, seed: int = FLO
 
 
 def mnist_fid(
-    samples: torch.Tensor,
-    n_ref: int | None = None,
-    classifier: MNISTClassifier | None = None,
+    samples: torch.Tensor, n_ref: int | None = None, classifier: MNISTClassifier | None = None
 ) -> FIDResult:
     """FID of generated ``samples`` against the MNIST test set, with the real-data floor.
 

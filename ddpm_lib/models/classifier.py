@@ -23,8 +23,7 @@ smooth (a ReLU/max-pool network has a piecewise-constant gradient):
     \xrightarrow{\text{fc}} \text{logits} \in \mathbb R^{10}
 
 Inputs: ``x_t`` float ``[B, 1, 28, 28]`` (the model's scale, as the U-Net sees it), ``t`` an int
-or tensor ``[B]`` in ``0..T`` (or a continuous time, as the SDE samplers pass).
-"""
+or tensor ``[B]`` in ``0..T`` (or a continuous time, as the SDE samplers pass)."""
 
 from __future__ import annotations
 
@@ -39,14 +38,6 @@ from torch import nn
 from .._validate import batch_index
 from ..config import IMAGE_CHANNELS, IMAGE_SIZE
 from .layers import timestep_embedding
-
-__all__ = [
-    "ClassifierConfig",
-    "MNISTClassifier",
-    "NoisyClassifierConfig",
-    "NoisyClassifier",
-    "NOISY_CLASSIFIER_ARCHITECTURE",
-]
 
 #: The ``architecture`` string of this network in the weights manifest.
 NOISY_CLASSIFIER_ARCHITECTURE = "ddpm_lib.models.NoisyClassifier"

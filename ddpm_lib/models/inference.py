@@ -8,8 +8,7 @@ The samplers in :mod:`ddpm_lib.sample` call ``model(x_t, t[, labels])`` and read
     x = sample.ddim(fast, diffusion, n=10_000, steps=50)
 
 The network runs in ``precision`` (bf16 or fp16 autocast) while the sampler's state
-:math:`x_t` and every update of it stay float32: the output is cast back to float32.
-"""
+:math:`x_t` and every update of it stay float32: the output is cast back to float32."""
 
 from __future__ import annotations
 
@@ -18,8 +17,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-
-__all__ = ["INFERENCE_PRECISIONS", "CallCounter", "InferenceModel"]
 
 INFERENCE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -3,8 +3,7 @@ r"""Building blocks of the noise-prediction U-Net :math:`\epsilon_\theta(x_t, t)
 The architecture follows Ho et al. (2020, Appendix B), itself a PixelCNN++-style U-Net: ResNet
 blocks with group normalisation (Wu & He 2018) and SiLU, a sinusoidal embedding of the time step
 (Vaswani et al. 2017, Sec. 3.5) injected into every ResNet block, and multi-head self-attention
-at low resolution. Shapes: ``B`` batch, ``C`` channels, ``H, W`` height and width.
-"""
+at low resolution. Shapes: ``B`` batch, ``C`` channels, ``H, W`` height and width."""
 
 from __future__ import annotations
 
@@ -13,14 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-__all__ = [
-    "timestep_embedding",
-    "ResBlock",
-    "AttentionBlock",
-    "Downsample",
-    "Upsample",
-]
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -62,8 +53,7 @@ class ResBlock(nn.Module):
         (\mathrm{GN}(h)))\big)
 
     where ``skip`` is the identity, or a 1x1 convolution when the channel count changes.
-    Input ``x [B, C_in, H, W]``, embedding ``e [B, E]``; output ``[B, C_out, H, W]``.
-    """
+    Input ``x [B, C_in, H, W]``, embedding ``e [B, E]``; output ``[B, C_out, H, W]``."""
 
     def __init__(
         self, in_channels: int, out_channels: int, emb_dim: int, groups: int, dropout: float
@@ -95,8 +85,7 @@ class AttentionBlock(nn.Module):
     .. math:: \mathrm{out} = x + W_o\,\mathrm{softmax}\!\Big(\frac{Q K^\top}{\sqrt{d_h}}\Big) V,
               \qquad [Q, K, V] = W_{qkv}\,\mathrm{GN}(x)
 
-    per head, with :math:`d_h = C / \text{num\_heads}`. Input and output ``[B, C, H, W]``.
-    """
+    per head, with :math:`d_h = C / \text{num\_heads}`. Input and output ``[B, C, H, W]``."""
 
     def __init__(self, channels: int, num_heads: int, groups: int) -> None:
         super().__init__()

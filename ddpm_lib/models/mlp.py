@@ -18,8 +18,7 @@ zero, so the untrained model predicts :math:`\epsilon_\theta = 0`, as the U-Net 
 
 Optional class conditioning as in the U-Net (Ho & Salimans 2022): an embedding table with
 ``num_classes + 1`` rows whose last row (index ``num_classes``) is the null label
-:math:`\varnothing`; ``labels=None`` means the null label.
-"""
+:math:`\varnothing`; ``labels=None`` means the null label."""
 
 from __future__ import annotations
 
@@ -31,8 +30,6 @@ from torch import nn
 
 from ddpm_lib._validate import batch_index, check_int
 from ddpm_lib.models.layers import timestep_embedding
-
-__all__ = ["MLPConfig", "MLPEps"]
 
 # The MLP does not know the diffusion's T; any step the sinusoidal embedding can take is allowed.
 _T_MAX = 1_000_000
@@ -62,8 +59,7 @@ class MLPEps(nn.Module):
         num_classes: ``K`` for a class-conditional model (labels ``0..K-1``, ``K`` = null label),
             None for an unconditional one.
 
-    Attributes: ``config`` (:class:`MLPConfig`), ``null_label`` (``num_classes`` or None).
-    """
+    Attributes: ``config`` (:class:`MLPConfig`), ``null_label`` (``num_classes`` or None)."""
 
     def __init__(
         self,
@@ -94,10 +90,7 @@ class MLPEps(nn.Module):
         return ", ".join(f"{k}={v}" for k, v in self.config._asdict().items())
 
     def forward(
-        self,
-        x_t: torch.Tensor,
-        t: torch.Tensor | int,
-        labels: torch.Tensor | int | None = None,
+        self, x_t: torch.Tensor, t: torch.Tensor | int, labels: torch.Tensor | int | None = None
     ) -> torch.Tensor:
         r"""Predict the noise :math:`\bar\epsilon_t` that produced ``x_t`` (Ho et al. 2020, Eq. 12).
 

@@ -9,8 +9,7 @@ that the untrained model predicts :math:`\epsilon_\theta = 0`.
 
 Optional class conditioning (for classifier-free guidance, Ho & Salimans 2022): a learned embedding
 table with ``num_classes + 1`` rows, the last row (index ``num_classes``) being the *null label*
-:math:`\varnothing`; its row is added to the time embedding.
-"""
+:math:`\varnothing`; its row is added to the time embedding."""
 
 from __future__ import annotations
 
@@ -27,8 +26,6 @@ from ddpm_lib.models.layers import (
     Upsample,
     timestep_embedding,
 )
-
-__all__ = ["UNet", "count_parameters"]
 
 
 class _Stage(nn.Module):
@@ -125,10 +122,7 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(
-        self,
-        x_t: torch.Tensor,
-        t: torch.Tensor | int,
-        labels: torch.Tensor | None = None,
+        self, x_t: torch.Tensor, t: torch.Tensor | int, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         r"""Predict the noise :math:`\epsilon` that produced ``x_t`` (Ho et al. 2020, Eq. 12).
 

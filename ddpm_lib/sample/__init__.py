@@ -49,8 +49,7 @@ Own step options: :func:`ancestral` runs all T steps (``variance``); :func:`ddim
 ``atol``, ``method``, ``tau_end``, ``denoise``, ``t_eval``); :func:`inpaint` also takes
 ``x_known`` and ``mask`` (``steps``, ``resample``, ``reconstruction_scale``). A bad argument
 raises a ValueError (TypeError for a wrong type) naming it. Network calls are counted with
-:class:`ddpm_lib.models.CallCounter`.
-"""
+:class:`ddpm_lib.models.CallCounter`."""
 
 from .base import IMAGE_SHAPE, Recorder, Step
 from .continuous import probability_flow, reverse_sde

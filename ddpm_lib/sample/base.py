@@ -15,8 +15,6 @@ from .._validate import check_int, check_tensor
 from ..config import IMAGE_CHANNELS, IMAGE_SIZE
 from ..diffusion import randn_like
 
-__all__ = ["IMAGE_SHAPE", "Recorder", "Step", "check_noise", "progress_bar", "start"]
-
 #: The default shape of one sample: an MNIST image.
 IMAGE_SHAPE = (IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
 

@@ -20,8 +20,6 @@ from .guidance import Guide, make_guide
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
 
-__all__ = ["probability_flow", "reverse_sde"]
-
 
 def _predict(guide: Guide, sde: VPSDE, x: torch.Tensor, tau: float, want_x0: bool):
     r"""The ε the step uses at time ``tau``: the (guided) :math:`\hat\epsilon`, or, if the run
@@ -80,8 +78,7 @@ def reverse_sde(
     order in :math:`\beta_t`. The arguments of the contract are in :mod:`ddpm_lib.sample`
     (``noise[k - 1]`` is the :math:`\mathbf z` of the step from :math:`\tau_k`; a ``threshold``
     replaces :math:`\epsilon_\theta` by the one recomputed from the thresholded :math:`\hat x_0`).
-    Own option: ``steps`` >= 1. Returns ``[n, *shape]``.
-    """
+    Own option: ``steps`` >= 1. Returns ``[n, *shape]``."""
     steps = check_int("steps", steps, lo=1)
     sde = VPSDE(diffusion)
     x, dev = start(model, n, shape, x_T, generator, device)
@@ -150,8 +147,7 @@ def probability_flow(
     ``[tau_end, 1]``, decreasing), at those times (the solver's interpolant there); its
     :math:`\hat x_0` costs one more network call per call (``progress`` shows a bar over these calls
     only: the adaptive solve has no known length). Count the network calls with
-    :class:`ddpm_lib.models.CallCounter`. Returns ``[n, *shape]``.
-    """
+    :class:`ddpm_lib.models.CallCounter`. Returns ``[n, *shape]``."""
     if noise is not None:
         raise ValueError(
             "noise must be None for probability_flow: the ODE draws nothing after x_T "

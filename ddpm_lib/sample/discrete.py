@@ -13,8 +13,6 @@ from ..diffusion import VARIANCES, Diffusion
 from .base import Step, check_noise, progress_bar, start
 from .guidance import make_guide
 
-__all__ = ["ancestral", "ddim", "ddim_timesteps"]
-
 
 def ddim_timesteps(T: int, steps: int) -> torch.Tensor:
     r"""The DDIM sub-sequence :math:`\tau_1 < \dots < \tau_S = T`, evenly spaced over ``1..T``:
@@ -56,8 +54,7 @@ def ancestral(
     ``threshold`` other than ``"none"`` (Ho et al.'s released code clamps, Algorithm 2 as published
     does not) the step's mean is :math:`\tilde\mu_t(x_t, \hat x_0)` of the thresholded
     :math:`\hat x_0`. Own option: ``variance``, :math:`\sigma_t^2` = ``"beta"``
-    (:math:`\beta_t`) or ``"beta_tilde"`` (:math:`\tilde\beta_t`). Returns ``[n, *shape]``.
-    """
+    (:math:`\beta_t`) or ``"beta_tilde"`` (:math:`\tilde\beta_t`). Returns ``[n, *shape]``."""
     check_choice("variance", variance, VARIANCES)
     x, dev = start(model, n, shape, x_T, generator, device)
     guide = make_guide(model, x.shape[0], labels=labels, guidance_scale=guidance_scale,
@@ -120,8 +117,7 @@ def ddim(
     without it, since :math:`\hat x_0` divides the model's error by :math:`\sqrt{\bar\alpha_t}`,
     tiny at large ``t``, and the update carries :math:`\hat x_0` forward (at ``eta = 0`` with no
     fresh noise to wash the error out); :math:`\epsilon` is then recomputed from it
-    (:meth:`ddpm_lib.Diffusion.eps_from_x0`). Returns ``[n, *shape]``.
-    """
+    (:meth:`ddpm_lib.Diffusion.eps_from_x0`). Returns ``[n, *shape]``."""
     eta = check_number("eta", eta, 0.0, 1.0)
     tau = ddim_timesteps(diffusion.T, steps)
     x, dev = start(model, n, shape, x_T, generator, device)

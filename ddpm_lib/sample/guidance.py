@@ -11,16 +11,6 @@ import torch
 
 from .._validate import check_choice, check_eps, check_number, check_t
 
-__all__ = [
-    "THRESHOLDS",
-    "Guide",
-    "classifier_gradient",
-    "guided_eps",
-    "make_guide",
-    "num_classes",
-    "threshold_x0",
-]
-
 THRESHOLDS = ("none", "static", "dynamic")
 
 
@@ -52,8 +42,7 @@ def guided_eps(
 
     ``s = 1`` is the plain conditional model, ``s = 0`` the unconditional one (null label); ``s > 1``
     pushes samples towards their class. Both predictions come from one batched forward pass.
-    ``x_t`` ``[n, ...]``, ``t`` ``[n]``, ``labels`` ``[n]`` or None (unconditional).
-    """
+    ``x_t`` ``[n, ...]``, ``t`` ``[n]``, ``labels`` ``[n]`` or None (unconditional)."""
     if labels is None:
         return model(x_t, t)
     if guidance_scale == 1.0:

@@ -3,8 +3,7 @@ r"""Inpainting with an unconditional (or guided) diffusion model by the replacem
 
 Known pixels are never generated: at every step they are replaced by a fresh draw of the forward
 process :math:`q(x_s \mid x_0)` from the known image, so the network only ever fills in the rest
-while seeing a correctly noised context. Re-exported as :func:`ddpm_lib.sample.inpaint`.
-"""
+while seeing a correctly noised context. Re-exported as :func:`ddpm_lib.sample.inpaint`."""
 
 from __future__ import annotations
 
@@ -21,8 +20,6 @@ from .guidance import make_guide
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
-
-__all__ = ["inpaint"]
 
 
 def _check_mask(mask: object, x_known: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,6 @@ from .._validate import check_int, check_number, check_tensor
 from ..diffusion import randn_like
 from .base import Step, check_noise
 
-__all__ = ["langevin"]
-
 
 @torch.no_grad()
 def langevin(

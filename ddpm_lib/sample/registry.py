@@ -12,8 +12,6 @@ from typing import NamedTuple
 from .continuous import probability_flow, reverse_sde
 from .discrete import ancestral, ddim
 
-__all__ = ["SAMPLERS", "SamplerEntry"]
-
 
 class SamplerEntry(NamedTuple):
     """A registered sampler: the function and its step options' defaults (``steps``, ``eta``,

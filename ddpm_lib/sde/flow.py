@@ -3,8 +3,7 @@ r"""The SDE view of a DDPM (Song et al. 2021) on the library's own ε-networks: 
 :math:`\beta(\tau)`, drifts), the probability-flow ODE solved by ``scipy.integrate.solve_ivp``
 (:func:`solve_flow`), encoding data to :math:`\mathbf x(1)` (:func:`encode`) and the exact
 log-likelihood by the instantaneous change of variables (:func:`log_likelihood`). The samplers
-are :func:`ddpm_lib.sample.reverse_sde` and :func:`ddpm_lib.sample.probability_flow`.
-"""
+are :func:`ddpm_lib.sample.reverse_sde` and :func:`ddpm_lib.sample.probability_flow`."""
 
 from __future__ import annotations
 
@@ -19,14 +18,6 @@ from .vpsde import VPSDE
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
-
-__all__ = [
-    "Flow",
-    "LogLikelihood",
-    "encode",
-    "log_likelihood",
-    "solve_flow",
-]
 
 
 # ------------------------------------------------------------------ ODE solving (scipy)

@@ -20,8 +20,7 @@ has the marginal :math:`q(\mathbf x(\tau)\mid\mathbf x_0) = \mathcal N(\sqrt{\ba
 \mathbf x_0, (1-\bar\alpha(\tau))\mathbf I)` (Song et al. 2021, Eq. 29), the continuous version of
 Ho et al. 2020, Eq. 4.
 
-Functions of :math:`\tau` take a float or a tensor ``[B]`` (one time per example).
-"""
+Functions of :math:`\tau` take a float or a tensor ``[B]`` (one time per example)."""
 
 from __future__ import annotations
 
@@ -35,8 +34,6 @@ from .._validate import check_int, check_tensor, check_time
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
-
-__all__ = ["VPSDE", "ContinuousSchedule", "Marginal"]
 
 
 class ContinuousSchedule:
@@ -90,8 +87,7 @@ class VPSDE:
     r"""The variance-preserving SDE matched to a :class:`~ddpm_lib.Diffusion` (see the module
     docstring for the map between :math:`\tau` and the network's step :math:`t = \tau T`).
 
-    Attributes: ``diffusion``, ``T``.
-    """
+    Attributes: ``diffusion``, ``T``."""
 
     def __init__(self, diffusion: Diffusion):
         self.diffusion = diffusion

@@ -22,8 +22,7 @@ r"""Toy data whose diffusion is solvable exactly: the references the book checks
   with no posterior formula; :func:`regress_posterior`, a Monte Carlo estimate of
   :math:`q(x_{t-1} \mid x_t, x_0)`.
 
-Everything is computed in float64 on the CPU. Shapes: points ``[n, D]``, densities ``[n]``.
-"""
+Everything is computed in float64 on the CPU. Shapes: points ``[n, D]``, densities ``[n]``."""
 
 from .compare import energy_distance, ks_per_coordinate
 from .gaussian import GaussianOptimalEps, ReverseKernels, gaussian_nll, gaussian_reverse_kernels

@@ -16,8 +16,6 @@ import torch
 
 from .mixture import GaussianMixture
 
-__all__ = ["ks_per_coordinate", "energy_distance"]
-
 
 def ks_per_coordinate(samples: torch.Tensor, law: GaussianMixture) -> list[float]:
     r"""Kolmogorov-Smirnov p-values of each coordinate of ``samples`` ``[n, D]`` against the exact

@@ -51,8 +51,7 @@ def gaussian_reverse_kernels(d: Diffusion, m: float, s: float) -> ReverseKernels
 
     for ``t = 1..T`` (at ``t = 1``: :math:`q(x_0\mid x_1)`, the ideal decoder). Returns
     :class:`ReverseKernels`; ``v`` is a reverse variance that
-    :func:`ddpm_lib.objectives.vlb_terms` takes as ``variance=``.
-    """
+    :func:`ddpm_lib.objectives.vlb_terms` takes as ``variance=``."""
     m, s = _gaussian_args(m, s)
     ab = d.alpha_bars.detach().cpu().double()
     betas, alphas = d.betas.detach().cpu().double(), d.alphas.detach().cpu().double()
@@ -78,8 +77,7 @@ class GaussianOptimalEps:
 
     Call it like an :data:`~ddpm_lib.diffusion.EpsModel`: ``model(x_t [B, 1], t)`` with ``t`` an
     int or a LongTensor ``[]``/``[B]`` in ``[1, T]``; returns ``[B, 1]`` in ``x_t``'s dtype.
-    Attribute ``kernels``: the :class:`ReverseKernels`.
-    """
+    Attribute ``kernels``: the :class:`ReverseKernels`."""
 
     def __init__(self, d: Diffusion, m: float, s: float):
         self.diffusion = d

@@ -11,8 +11,7 @@ Tweedie's formula), the class posterior :math:`q(y = k \mid x_t)`
 :mod:`ddpm_lib.sample`). Chapters 1, 5, 6 and 7 measure the library against it.
 
 Everything is computed in float64 on the CPU. Shapes: points ``[n, D]``, densities ``[n]``.
-Re-exported by :mod:`ddpm_lib.toy`.
-"""
+Re-exported by :mod:`ddpm_lib.toy`."""
 
 from __future__ import annotations
 
@@ -26,15 +25,6 @@ from ..sde.vpsde import ContinuousSchedule
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
-
-__all__ = [
-    "GaussianMixture",
-    "MixtureEps",
-    "MixtureClassifier",
-    "three_bumps",
-    "two_d_mixture",
-    "check_alpha_bar",
-]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -58,8 +48,7 @@ class GaussianMixture:
         means: :math:`\mu_k`, ``[K, D]``.
         stds: :math:`s_k`, ``[K]``, each > 0 (one standard deviation per component).
 
-    Tensors or nested lists; stored as float64 tensors ``weights``, ``means``, ``stds``.
-    """
+    Tensors or nested lists; stored as float64 tensors ``weights``, ``means``, ``stds``."""
 
     __slots__ = ("weights", "means", "stds")
 
@@ -160,8 +149,7 @@ class GaussianMixture:
         and the answer is :math:`\sum_k q(k \mid x_t)\,m_k(x_t)` with the responsibilities under
         :math:`q(x_t)` (:meth:`class_log_prob`). Computed without the score, so that Tweedie's
         formula :math:`\sqrt{\bar\alpha_t}\,\mathbb E[x_0 \mid x_t] = x_t + (1-\bar\alpha_t)
-        \nabla\log q_t(x_t)` (Efron 2011, Eq. 2.8; Robbins 1956) is something to check.
-        """
+        \nabla\log q_t(x_t)` (Efron 2011, Eq. 2.8; Robbins 1956) is something to check."""
         x = self.check_x(x_t, "x_t")
         ab = check_alpha_bar(alpha_bar)
         gain = ab.sqrt() * self.stds**2 / (ab * self.stds**2 + 1.0 - ab)  # [K]
@@ -254,8 +242,7 @@ def two_d_mixture(separated: bool = False) -> GaussianMixture:
     0.25        ( 0.45, -0.40)              0.20  ( 0.55, -0.50)              0.15
     0.25        ( 0.00,  0.45)              0.20  ( 0.00,  0.55)              0.15
     0.20/0.15   ( 0.55,  0.45)              0.15  ( 0.70,  0.50)              0.10
-    ==========  ==========================  ====  ==========================  ====
-    """
+    ==========  ==========================  ====  ==========================  ===="""
     if separated:
         return GaussianMixture(
             [0.35, 0.25, 0.25, 0.15],
@@ -318,8 +305,7 @@ class MixtureEps:
     same interpolation :class:`ddpm_lib.sde.VPSDE` uses, so the exact toy checks those samplers
     with no time-rounding error of its own), and ``labels`` an int or a LongTensor ``[B]`` in ``[0, K]``; returns ``[B, D]`` in
     ``x_t``'s dtype and device. Attributes: ``mixture``, ``diffusion``, ``config``
-    (:class:`MixtureConfig`, read by the samplers).
-    """
+    (:class:`MixtureConfig`, read by the samplers)."""
 
     def __init__(self, mixture: GaussianMixture, diffusion: Diffusion):
         if not isinstance(mixture, GaussianMixture):

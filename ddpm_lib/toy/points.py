@@ -107,8 +107,7 @@ def bayes_on_grid(
 
     A coarse pass over every plausible region finds where the posterior lives; the fine grid of
     ``n`` points spans that region only. Args: ``x_t`` a number; ``t`` in ``[2, T]`` (at ``t = 1``
-    the single-point posterior is a point mass, which no grid resolves); ``n`` odd, ``>= 101``.
-    """
+    the single-point posterior is a point mass, which no grid resolves); ``n`` odd, ``>= 101``."""
     from scipy import integrate, special, stats
 
     t = _step(d, t, 2)

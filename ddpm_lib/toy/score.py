@@ -6,8 +6,7 @@ r"""The score and Tweedie's formula, measured against an exact mixture (chapter 
 * :func:`score_error` -- how far a network's score :math:`-\epsilon_\theta/\sqrt{1-\bar\alpha_t}`
   is from the exact score of the noised mixture :math:`q_t`, on points drawn from :math:`q_t`.
 
-Re-exported by :mod:`ddpm_lib.toy`. Computed in float64 on the CPU.
-"""
+Re-exported by :mod:`ddpm_lib.toy`. Computed in float64 on the CPU."""
 
 from __future__ import annotations
 
@@ -21,8 +20,6 @@ from .mixture import GaussianMixture, check_alpha_bar
 
 if TYPE_CHECKING:
     from ..diffusion import Diffusion
-
-__all__ = ["ScoreError", "score_error", "tweedie_x0"]
 
 
 def tweedie_x0(

@@ -18,8 +18,7 @@ a ``callback`` of :func:`train` receives), :mod:`.loop` (one
 optimiser step and the step/checkpoint loop), :mod:`.trainer` (:func:`train`); apart from them,
 :mod:`.toy` (:func:`fit_eps`: Algorithm 1 for a small ε-network on toy points, in seconds),
 :mod:`.classifier` (the two classifiers' trainers) and :mod:`.lr` (the learning-rate factors of
-torch's ``LambdaLR``, the one schedule mechanism of every trainer).
-"""
+torch's ``LambdaLR``, the one schedule mechanism of every trainer)."""
 
 from ddpm_lib.train.arguments import ParameterError
 from ddpm_lib.train.checkpoint import TrainState, load_checkpoint, save_checkpoint

@@ -30,8 +30,6 @@ from ddpm_lib._validate import check_int, check_number
 from ddpm_lib.config import PRESETS, Config, get_config
 from ddpm_lib.train.arguments import ParameterError, check_run_dir
 
-__all__ = ["build_parser", "main"]
-
 # The parameter a ParameterError of train() names -> the flag that set it
 _FLAGS = {
     "out_dir": "--out",
@@ -92,32 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        default=None,
         help="config preset (required unless --resume, which defaults to the run's)",
     )
     p.add_argument("--out", required=True, type=Path, help="run directory")
     p.add_argument(
         "--steps",
         type=_number("steps", True),
-        default=None,
         help="total optimiser steps of the run (default: config.train_steps)",
     )
     p.add_argument(
-        "--epochs",
-        type=_number("epochs", False),
-        default=None,
-        help="stop after this many passes over the data",
+        "--epochs", type=_number("epochs", False), help="stop after this many passes over the data"
     )
     p.add_argument(
         "--max-seconds",
         type=_number("max_seconds", False),
-        default=None,
         help="wall-clock budget of this invocation's training loop",
     )
     p.add_argument(
         "--seed",
         type=_number("seed", True, 0),
-        default=None,
         help="seed of every random draw (default: the config's seed)",
     )
     p.add_argument(
@@ -127,13 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write checkpoint.safetensors every K steps (and at the end)",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if any)")
-    p.add_argument("--batch-size", type=_number("batch_size", True), default=None, help="override")
-    p.add_argument("--lr", type=_number("lr", False), default=None, help="override peak lr")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cuda if any)")
+    p.add_argument("--batch-size", type=_number("batch_size", True), help="override")
+    p.add_argument("--lr", type=_number("lr", False), help="override peak lr")
     p.add_argument(
         "--limit-data",
         type=_number("limit_data", True),
-        default=None,
         help="train on the first N MNIST training images only (tests, quick runs)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar or status lines")

@@ -2,8 +2,7 @@
 
 Every check raises :class:`ParameterError`, a ``ValueError`` that carries the name of the
 offending parameter, so ``python -m ddpm_lib.train`` can name the flag that set it without
-parsing the message.
-"""
+parsing the message."""
 
 from __future__ import annotations
 
@@ -14,14 +13,6 @@ import torch
 
 from ddpm_lib import io
 from ddpm_lib._validate import check_int, check_number
-
-__all__ = [
-    "ParameterError",
-    "check_positive",
-    "check_run_dir",
-    "resolve_device",
-    "resolve_precision",
-]
 
 
 class ParameterError(ValueError):
@@ -45,8 +36,7 @@ def check_run_dir(out_dir: str | os.PathLike[str], resume: bool) -> Path:
     """The rules of a run directory; returns the path of its checkpoint.
 
     A new run (``resume=False``) never overwrites a directory that holds one; ``resume=True``
-    needs the checkpoint to continue from; a file is never a run directory.
-    """
+    needs the checkpoint to continue from; a file is never a run directory."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ParameterError("out_dir", f"out_dir {str(out)!r} exists and is not a directory")

@@ -13,8 +13,7 @@ and, as JSON strings in the safetensors metadata, the config (``config``) and ev
 a tensor (``state``): the step, AdamW's param_groups and scalar state, the GradScaler state, the data
 fingerprint and the timing of each training segment. The file is written atomically
 (:func:`ddpm_lib.io.atomic_write_bytes`) and carries the SHA-256 of its content, so a crash while
-writing leaves the previous checkpoint intact and a damaged file is refused on load.
-"""
+writing leaves the previous checkpoint intact and a damaged file is refused on load."""
 
 from __future__ import annotations
 
@@ -30,16 +29,6 @@ import torch
 from ddpm_lib.config import Config
 from ddpm_lib.io import config_from_json, config_to_json, load_safetensors, save_safetensors
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "TrainState",
-    "NonFiniteStateError",
-    "flatten_optimizer_state",
-    "unflatten_optimizer_state",
-    "save_checkpoint",
-    "load_checkpoint",
-]
-
 CHECKPOINT_FORMAT = "ddpm_lib.checkpoint/1"
 
 
@@ -53,8 +42,7 @@ class TrainState(NamedTuple):
     ``model``/``ema``: state dicts (name -> tensor); ``optimizer``: ``torch.optim`` state_dict;
     ``scaler``: GradScaler state_dict or None; ``rng``: generator name -> ``get_state()`` (uint8),
     with ``rng_devices`` the device type each generator lived on; ``perm``: int64 ``[N]`` or None;
-    ``losses``: float32 ``[step]``; ``info``: JSON-safe extras (data fingerprint, segments, ...).
-    """
+    ``losses``: float32 ``[step]``; ``info``: JSON-safe extras (data fingerprint, segments, ...)."""
 
     config: Config
     step: int
@@ -76,8 +64,7 @@ def flatten_optimizer_state(
     """Split a ``torch.optim`` state_dict into tensors ``optimizer/<i>/<key>`` and a JSON-safe rest.
 
     Tuples in ``param_groups`` (e.g. AdamW's ``betas``) are recorded so that
-    :func:`unflatten_optimizer_state` gives back an equal state_dict.
-    """
+    :func:`unflatten_optimizer_state` gives back an equal state_dict."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, per_param in state_dict["state"].items():
@@ -173,10 +160,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: TrainState) -> None:
         "rng_devices": state.rng_devices,
         "info": state.info,
     }
-    metadata = {
-        "config": config_to_json(state.config),
-        "state": json.dumps(meta, allow_nan=False),
-    }
+    metadata = {"config": config_to_json(state.config), "state": json.dumps(meta, allow_nan=False)}
     save_safetensors(path, tensors, metadata, CHECKPOINT_FORMAT)
 
 

@@ -15,8 +15,7 @@ For the noisy one every minibatch draws :math:`t \sim \mathcal U\{1..T\}` and
 2021, Sec. 4), the same schedule as the shipped U-Nets. Each trainer writes float32 safetensors
 and a json record (settings, command line, wall time, machine, test accuracy on the official 10k
 test set; for the noisy one at several ``t``, each with fixed noise). A run takes minutes on a
-CPU, so there are no checkpoints: a killed run is started again.
-"""
+CPU, so there are no checkpoints: a killed run is started again."""
 
 from __future__ import annotations
 
@@ -44,19 +43,6 @@ from ddpm_lib.models.classifier import (
     NoisyClassifierConfig,
 )
 from ddpm_lib.train.lr import lr_cosine
-
-__all__ = [
-    "ClassifierResult",
-    "NoisyClassifierResult",
-    "fit_classifier",
-    "train_classifier",
-    "train_noisy_classifier",
-    "accuracy_by_t",
-    "random_shift",
-    "save_training_run",
-    "add_training_arguments",
-    "EVAL_TS",
-]
 
 CLASSIFIER_FORMAT = "ddpm_lib.classifier/1"
 WEIGHTS_FILE = "noisy-classifier.safetensors"
@@ -229,8 +215,7 @@ def train_classifier(
 
     Every random draw (initialisation, dropout, shuffle, shifts) comes from ``seed``; the global
     RNG state is restored afterwards. On one CPU with a fixed thread count the run is
-    bit-reproducible; the thread count is recorded in the json.
-    """
+    bit-reproducible; the thread count is recorded in the json."""
     from ddpm_lib.data import images_to_model, load_mnist
     from ddpm_lib.metrics.classifier import evaluate_accuracy
 

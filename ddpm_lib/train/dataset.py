@@ -12,8 +12,6 @@ from ddpm_lib._validate import check_int
 from ddpm_lib.config import Config
 from ddpm_lib.train.arguments import ParameterError
 
-__all__ = ["Dataset", "prepare_data"]
-
 
 class Dataset(NamedTuple):
     """Training data on the CPU: ``x0`` float32 ``[N, 1, 28, 28]`` in [-1, 1], ``labels`` int64

@@ -11,8 +11,7 @@ generators and keeps its own contiguous shard of :math:`B / N` examples. Each ra
 mean over its shard and ``DistributedDataParallel`` averages the gradients, so the update is the
 one of the mean over the global batch, as in a single process. Rank 0 alone writes checkpoints,
 outputs and log lines; every rank reads the checkpoint on resume, and a run may be resumed with
-another number of processes.
-"""
+another number of processes."""
 
 from __future__ import annotations
 
@@ -21,8 +20,6 @@ from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
-
-__all__ = ["World", "world_from_env", "start", "stop", "shard", "mean", "agree", "barrier"]
 
 
 class World(NamedTuple):

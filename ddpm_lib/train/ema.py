@@ -9,8 +9,7 @@ with :math:`\mu` = ``config.ema_decay`` (Ho et al. 2020, App. B: 0.9999). The wa
 :math:`(1+n)/(10+n)` (the ``num_updates`` rule of TensorFlow's ``ExponentialMovingAverage``) keeps
 the average from remembering the random initialisation in short runs: with a constant 0.9999,
 after 20k steps :math:`e^{-2} \approx 14\%` of the average would still be the initial weights.
-Buffers (none in the U-Net) are copied, not averaged.
-"""
+Buffers (none in the U-Net) are copied, not averaged."""
 
 from __future__ import annotations
 
@@ -18,8 +17,6 @@ import copy
 
 import torch
 from torch import nn
-
-__all__ = ["EMA", "ema_decay_at"]
 
 
 def ema_decay_at(decay: float, num_updates: int) -> float:

@@ -24,13 +24,6 @@ from ddpm_lib.train.ema import EMA
 from ddpm_lib.train.lr import lr_warmup
 from ddpm_lib.train.progress import Callback, TrainProgress
 
-__all__ = [
-    "NonFiniteLossError",
-    "derive_seed",
-    "algorithm1_loss",
-    "Run",
-]
-
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf; the run stopped and its last good checkpoint is kept."""
@@ -220,13 +213,7 @@ class Run:
             rank = (self.world.rank,) if self.world.size > 1 else ()
             torch.manual_seed(derive_seed(config.seed, "dropout", s, *rank))
         loss = algorithm1_loss(
-            self.forward,
-            x0,
-            labels,
-            self.diffusion,
-            self.gens["noise"],
-            self.autocast,
-            self.shard,
+            self.forward, x0, labels, self.diffusion, self.gens["noise"], self.autocast, self.shard
         )
         self.pending.append(loss.detach())
         if self.device.type == "cpu":

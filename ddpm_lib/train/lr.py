@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-__all__ = ["lr_warmup", "lr_cosine"]
-
 
 def lr_warmup(steps: int) -> Callable[[int], float]:
     r"""Linear warm-up over ``steps`` optimiser steps, then constant:

@@ -11,8 +11,6 @@ import torch
 
 from ..diffusion import Diffusion
 
-__all__ = ["TrainProgress", "Callback"]
-
 
 class TrainProgress(NamedTuple):
     r"""The state of a run at one report.
@@ -23,8 +21,7 @@ class TrainProgress(NamedTuple):
     callback's own time excluded); ``images_per_sec``: throughput of this call so far;
     ``ema_model``: the EMA U-Net that :func:`~ddpm_lib.train.train` returns, in eval mode on the
     training device: sample with it under ``torch.no_grad()``, never train it; ``diffusion``: its
-    schedule; ``final``: True for the last report of the call.
-    """
+    schedule; ``final``: True for the last report of the call."""
 
     step: int
     step_limit: int

@@ -7,8 +7,7 @@ resumption, a config saved with the weights); a 2-D fit of a few thousand steps 
 so :func:`fit_eps` is one readable loop. Minimising :math:`L_\text{simple}` is denoising score
 matching (Vincent 2011): the optimum is :math:`\epsilon^*(\mathbf x_t, t) =
 -\sqrt{1-\bar\alpha_t}\,\nabla\log q_t(\mathbf x_t)`, which :func:`ddpm_lib.toy.score_error`
-compares the fitted network with.
-"""
+compares the fitted network with."""
 
 from __future__ import annotations
 
@@ -24,8 +23,6 @@ from ..bound import loss_simple
 from ..diffusion import Diffusion
 from ..toy import GaussianMixture
 from .lr import lr_cosine
-
-__all__ = ["FitProgress", "FitResult", "fit_eps"]
 
 
 class FitResult(NamedTuple):

@@ -15,8 +15,7 @@ explicit generators (``data``: permutations and label dropout; ``noise``: :math:
 :math:`\epsilon`) plus dropout, which uses the global RNG and is therefore re-seeded from
 ``(seed, step)`` before every step inside :func:`torch.random.fork_rng` (the caller's global RNG
 state is left untouched). Their states go into every checkpoint, so on the CPU a run killed at any
-instant and resumed gives bitwise the same weights as an uninterrupted one.
-"""
+instant and resumed gives bitwise the same weights as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -43,14 +42,6 @@ from ddpm_lib.train.checkpoint import TrainState, load_checkpoint
 from ddpm_lib.train.dataset import Dataset, prepare_data
 from ddpm_lib.train.progress import Callback
 
-__all__ = [
-    "train",
-    "TrainResult",
-    "STOP_REASONS",
-    "metrics_summary",
-    "write_outputs",
-]
-
 STOP_REASONS = ("steps", "epochs", "max_seconds", "already_finished")
 
 
@@ -63,8 +54,7 @@ class TrainResult(NamedTuple):
     ``final_loss``: mean :math:`L_\\text{simple}` of the last ``min(100, steps)`` steps (NaN if none);
     ``losses``: float32 ``[steps]``, the loss of every step; ``stopped_by``: one of
     :data:`STOP_REASONS`; ``device``, ``precision`` (resolved: fp32/bf16/fp16); ``out_dir``;
-    ``resumed_from``: the step the run was resumed at, or None.
-    """
+    ``resumed_from``: the step the run was resumed at, or None."""
 
     model: UNet
     diffusion: Diffusion

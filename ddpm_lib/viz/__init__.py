@@ -9,8 +9,7 @@ One module per chapter: :mod:`.forward` (1), :mod:`.closed_form` (2), :mod:`.pos
 :mod:`.guidance` (7: classifier vs classifier-free guidance on the same digits per scale, masks
 and inpainting; it re-exports :mod:`.tilted`, the exact tilted density vs guided samples on the
 2-D toy); and
-:mod:`.schedules`, the schedule explorer (sliders for the kind, beta_1, beta_T, T and s).
-"""
+:mod:`.schedules`, the schedule explorer (sliders for the kind, beta_1, beta_T, T and s)."""
 
 from ._live import animate, explore, make_widget
 from .common import Chain, run_chain, schedule_pair

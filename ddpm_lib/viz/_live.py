@@ -4,8 +4,7 @@ JavaScript animation (matplotlib ``FuncAnimation.to_jshtml``) in the static book
 A chapter writes ``draw(fig, **params)`` once; :func:`explore` shows it through
 ``ipywidgets.interactive`` when a kernel runs (ipywidgets 7.x and 8.x, core widgets only) and as an
 animation over one parameter, with its own slider and play controls, when the page must work with no
-kernel (:func:`ddpm_lib.book.static_output`).
-"""
+kernel (:func:`ddpm_lib.book.static_output`)."""
 
 from __future__ import annotations
 
@@ -16,8 +15,6 @@ import matplotlib.pyplot as plt
 from matplotlib import animation
 
 from ..book import static_output
-
-__all__ = ["explore", "animate", "make_widget", "Draw"]
 
 #: ``draw(fig, **params)`` clears and redraws ``fig`` for one setting of the parameters.
 Draw = Callable[..., None]

@@ -8,8 +8,7 @@ The chapter's result (Ho et al. 2020, Eq. 4) is
 The numbers come from the library (:func:`ddpm_lib.viz.run_chain`, :meth:`Diffusion.q_sample`,
 :meth:`Diffusion.first_t_snr_below`, :func:`ddpm_lib.bound.prior_bpd`); this module puts them
 in a table and draws them. Schedules are passed as a mapping name -> :class:`Diffusion` (see
-:func:`ddpm_lib.viz.schedule_pair`).
-"""
+:func:`ddpm_lib.viz.schedule_pair`)."""
 
 from __future__ import annotations
 
@@ -30,11 +29,6 @@ from .common import colour
 from .images import check_digit, draw_image
 
 # fmt: off
-__all__ = [
-    "ScheduleSummary", "summarise_schedule", "html_table", "summary_table", "draw_merge",
-    "draw_chain_vs_closed_form", "draw_snr", "draw_noising_grid", "draw_side_by_side",
-    "explore_side_by_side",
-]
 # fmt: on
 
 BOTH = "both"

@@ -16,17 +16,6 @@ from .. import schedule
 from .._validate import check_number, check_steps, check_tensor
 from ..diffusion import Diffusion
 
-__all__ = [
-    "Chain",
-    "run_chain",
-    "schedule_pair",
-    "colour",
-    "grid_points",
-    "arrows",
-    "frame_index",
-    "check_scales",
-]
-
 _COLOURS = {"linear": "tab:blue", "cosine": "tab:orange"}
 
 
@@ -81,8 +70,7 @@ def run_chain(
     it is -- computed from the chain, not from Eq. 4, so comparing the two tests the derivation.
 
     Args: ``x0`` ``[B, ...]``; ``ts`` strictly increasing steps in ``[0, T]`` (0 keeps ``x0``);
-    ``generator`` for every noise draw. Returns a :class:`Chain`.
-    """
+    ``generator`` for every noise draw. Returns a :class:`Chain`."""
     x0 = check_tensor("x0", x0).detach()
     ts = check_steps(ts, 0, diffusion.T)
     x, m = x0, torch.zeros_like(x0)

@@ -8,8 +8,7 @@ r"""Chapter 4, the trained model at work: what it sees and what it predicts.
 * One digit's way down through Algorithm 2: the states and predictions that a
   :class:`ddpm_lib.sample.Recorder` keeps as the ``callback`` of :func:`ddpm_lib.sample.ancestral`.
 
-Both are a ``draw_*(fig, ...)`` shown live or as an animation by :func:`ddpm_lib.viz.explore`.
-"""
+Both are a ``draw_*(fig, ...)`` shown live or as an animation by :func:`ddpm_lib.viz.explore`."""
 
 from __future__ import annotations
 
@@ -26,15 +25,6 @@ from ._live import explore
 from .common import frame_index
 from .images import draw_image
 
-__all__ = [
-    "Denoised",
-    "denoise_steps",
-    "draw_denoising",
-    "explore_denoising",
-    "draw_trajectory",
-    "explore_trajectory",
-]
-
 
 class Denoised(NamedTuple):
     r"""``steps`` (LongTensor ``[K]``, increasing), ``x_t`` ``[K, B, C, H, W]`` (the noised digits
@@ -47,11 +37,7 @@ class Denoised(NamedTuple):
 
 
 def denoise_steps(
-    diffusion: Diffusion,
-    model: EpsModel,
-    x0: torch.Tensor,
-    noise: torch.Tensor,
-    ts: Sequence[int],
+    diffusion: Diffusion, model: EpsModel, x0: torch.Tensor, noise: torch.Tensor, ts: Sequence[int]
 ) -> Denoised:
     r"""Noise the digits ``x0`` ``[B, C, H, W]`` to every step of ``ts`` (strictly increasing, in
     ``[1, T]``) with the **same** :math:`\bar\epsilon` ``noise`` (``x0``'s shape) and ask the model

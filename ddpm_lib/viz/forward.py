@@ -4,8 +4,7 @@ The chain :math:`q(\mathbf x_t \mid \mathbf x_{t-1}) = \mathcal N(\sqrt{\alpha_t
 \beta_t \mathbf I)` (Ho et al. 2020, Eq. 2) is run by :func:`ddpm_lib.viz.run_chain`; the exact marginal of the 1-D toy it is
 checked against is :meth:`ddpm_lib.toy.GaussianMixture.noised`. Every ``draw_*`` draws into a
 matplotlib figure; ``draw_noising(fig, t, schedule, ...)`` is also shown live or as an animation by
-:func:`explore_noising`.
-"""
+:func:`explore_noising`."""
 
 from __future__ import annotations
 
@@ -23,16 +22,6 @@ from ..toy import GaussianMixture
 from ._live import explore
 from .common import Chain, colour
 from .images import draw_image
-
-__all__ = [
-    "draw_betas",
-    "draw_noising",
-    "explore_noising",
-    "draw_pixel_histograms",
-    "draw_pixel_moments",
-    "draw_toy_marginals",
-    "draw_marginal_heatmap",
-]
 
 
 def _kept(chain: Chain, t: int) -> torch.Tensor:

@@ -17,8 +17,7 @@ r"""Chapter 7's pictures: guidance, on the same digits and on the exact 2-D toy;
 
 No sampler math lives here: every sample comes from :func:`ddpm_lib.sample.ddim` or
 :func:`ddpm_lib.sample.inpaint`, every label from the evaluator
-(:func:`ddpm_lib.metrics.predict`), every density from :class:`~ddpm_lib.toy.GaussianMixture`.
-"""
+(:func:`ddpm_lib.metrics.predict`), every density from :class:`~ddpm_lib.toy.GaussianMixture`."""
 
 from __future__ import annotations
 
@@ -37,24 +36,10 @@ from ..diffusion import Diffusion
 from ._live import explore
 from .common import check_scales, frame_index
 from .images import draw_image, to_display
-from .tilted import TiltedFrames, draw_tilted, explore_tilted, tilted_frames
-
-__all__ = [
-    "GuidanceGrid",
-    "guidance_grid",
-    "draw_guidance",
-    "explore_guidance",
-    "TiltedFrames",
-    "tilted_frames",
-    "draw_tilted",
-    "explore_tilted",
-    "MASK_KINDS",
-    "make_mask",
-    "InpaintFrames",
-    "inpaint_frames",
-    "draw_inpainting",
-    "explore_inpainting",
-]
+from .tilted import TiltedFrames as TiltedFrames
+from .tilted import draw_tilted as draw_tilted
+from .tilted import explore_tilted as explore_tilted
+from .tilted import tilted_frames as tilted_frames
 
 _NAMES = {"classifier": "classifier γ", "cfg": "CFG s"}
 
@@ -137,8 +122,7 @@ def guidance_grid(
     ``"static"``: :math:`\hat{\mathbf x}_0` clamped to [-1, 1]). The evaluator (default
     :func:`ddpm_lib.metrics.load_classifier`) labels every image. Cost: ``steps`` network calls
     per method and scale (CFG's two predictions in one batch of ``2n``; the classifier's gradient
-    adds one forward and backward pass through the classifier).
-    """
+    adds one forward and backward pass through the classifier)."""
     if (model is None) != (classifier is None):
         raise ValueError("classifier guidance needs both model (unconditional) and classifier")
     methods = tuple(m for m, on in (("classifier", model is not None),

@@ -9,8 +9,6 @@ import torch
 
 from .._validate import check_tensor
 
-__all__ = ["to_display", "draw_image", "draw_images", "image_grid", "check_digit"]
-
 
 def to_display(x: torch.Tensor) -> torch.Tensor:
     """``[..., H, W]`` in [-1, 1] -> float ``[..., H, W]`` in [0, 1] for ``imshow`` (values

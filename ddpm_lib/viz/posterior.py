@@ -4,8 +4,7 @@ The library holds the formula (:meth:`ddpm_lib.Diffusion.q_posterior`, Ho et al.
 :mod:`ddpm_lib.toy` holds what the chapter checks it *against*, computed without it (Bayes' rule on
 a grid, a Monte Carlo regression). This module draws both; each ``draw_*`` draws into a matplotlib
 figure, and :func:`draw_digit_posterior` is shown live or as an animation by
-:func:`ddpm_lib.viz.explore`.
-"""
+:func:`ddpm_lib.viz.explore`."""
 
 from __future__ import annotations
 
@@ -23,15 +22,6 @@ from ..diffusion import Diffusion
 from ..toy import Regression, bayes_on_grid, data_posterior
 from .common import colour
 from .images import draw_image
-
-__all__ = [
-    "ReverseCase",
-    "draw_beta_tildes",
-    "draw_true_reverse",
-    "draw_grid_check",
-    "draw_regression",
-    "draw_digit_posterior",
-]
 
 
 class ReverseCase(NamedTuple):

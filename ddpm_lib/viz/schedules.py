@@ -11,8 +11,7 @@ step, :math:`\mathbf x_t = \sqrt{\bar\alpha_t}\,\mathbf x_0 + \sqrt{1-\bar\alpha
 (Ho et al. 2020) and :func:`ddpm_lib.schedule.cosine_betas` (Nichol & Dhariwal 2021, Eq. 17).
 
 :func:`explore_schedules` shows it with sliders in a live kernel; in the static book it is an
-animation over ``T`` with both schedules (:func:`ddpm_lib.viz.explore`).
-"""
+animation over ``T`` with both schedules (:func:`ddpm_lib.viz.explore`)."""
 
 from __future__ import annotations
 
@@ -30,18 +29,6 @@ from ..diffusion import Diffusion
 from ._live import explore
 from .common import colour
 from .images import check_digit, draw_image
-
-__all__ = [
-    "CONTROLS",
-    "INITIAL",
-    "LABELS",
-    "KINDS",
-    "make_schedules",
-    "step_at",
-    "prior_bpd_by_T",
-    "draw_schedule_explorer",
-    "explore_schedules",
-]
 
 #: The schedule kinds; the explorer's ``kind`` control adds ``"both"``.
 KINDS = ("linear", "cosine")

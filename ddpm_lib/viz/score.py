@@ -16,8 +16,7 @@ r"""Chapter 5's pictures: the score field, Langevin chains and Tweedie's denoise
 
 Everything drawn is the library's numbers; the numeric checks of the chapter use
 :func:`ddpm_lib.toy.score_error`, not these fields. Each ``draw_*(fig, ...)`` is shown live or as
-an animation by :func:`ddpm_lib.viz.explore`.
-"""
+an animation by :func:`ddpm_lib.viz.explore`."""
 
 from __future__ import annotations
 
@@ -35,19 +34,6 @@ from ._live import explore
 from .common import arrows, frame_index, grid_points
 from .denoise import denoise_steps
 from .images import draw_image
-
-__all__ = [
-    "ScoreFields",
-    "score_fields",
-    "draw_score_fields",
-    "explore_score_fields",
-    "draw_langevin",
-    "explore_langevin",
-    "TweedieFrames",
-    "tweedie_frames",
-    "draw_tweedie",
-    "explore_tweedie",
-]
 
 
 # ----------------------------------------------------------------------------- score fields
@@ -197,11 +183,7 @@ class TweedieFrames(NamedTuple):
 
 
 def tweedie_frames(
-    diffusion: Diffusion,
-    model: EpsModel,
-    x0: torch.Tensor,
-    noise: torch.Tensor,
-    ts: Sequence[int],
+    diffusion: Diffusion, model: EpsModel, x0: torch.Tensor, noise: torch.Tensor, ts: Sequence[int]
 ) -> TweedieFrames:
     r"""For the digits ``x0`` ``[B, C, H, W]`` noised with one fixed :math:`\bar\epsilon_t`
     (``noise``) to each step of ``ts``: :math:`\mathbf x_t`, the network's

@@ -11,8 +11,7 @@ paths of the reverse-time SDE and of the probability-flow ODE that start from th
 No sampler math lives here: the paths are what a :class:`ddpm_lib.sample.Recorder` sees as the
 ``callback`` of :func:`ddpm_lib.sample.reverse_sde` (the state before every step) and of
 :func:`ddpm_lib.sample.probability_flow` (the solver's states at the same times, ``t_eval``), and
-their ends are the samplers' outputs.
-"""
+their ends are the samplers' outputs."""
 
 from __future__ import annotations
 
@@ -31,8 +30,6 @@ from ..sde import VPSDE
 from ..toy import GaussianMixture
 from ._live import explore
 from .common import arrows, frame_index, grid_points
-
-__all__ = ["SDEFrames", "sde_frames", "draw_sde", "explore_sde"]
 
 
 class SDEFrames(NamedTuple):
@@ -128,8 +125,7 @@ def sde_frames(
         rtol, atol: tolerances of the ODE solver (``sample.probability_flow``, ``sde.solve_flow``).
 
     One model call of ``grid**2`` points per time for the network's field, ``steps`` calls of
-    ``n_paths`` points for the SDE, and the ODE solver's calls; no gradients.
-    """
+    ``n_paths`` points for the SDE, and the ODE solver's calls; no gradients."""
     if not isinstance(mixture, GaussianMixture) or mixture.D != 2:
         raise ValueError(f"mixture must be a 2-D toy.GaussianMixture, got {mixture!r}")
     taus = _check_taus(taus)

@@ -4,8 +4,7 @@ with the exact classifier. For each :math:`\gamma` the exact tilted density
 :func:`ddpm_lib.sample.ddim` guided by :class:`~ddpm_lib.toy.MixtureClassifier` produces
 (:func:`tilted_frames`, :func:`draw_tilted`, :func:`explore_tilted`; re-exported by
 :mod:`ddpm_lib.viz.guidance`). Every density comes from :class:`~ddpm_lib.toy.GaussianMixture`,
-every sample from the library's sampler.
-"""
+every sample from the library's sampler."""
 
 from __future__ import annotations
 
@@ -22,8 +21,6 @@ from ..diffusion import Diffusion
 from ..toy import GaussianMixture, MixtureClassifier
 from ._live import explore
 from .common import check_scales, frame_index, grid_points
-
-__all__ = ["TiltedFrames", "tilted_frames", "draw_tilted", "explore_tilted"]
 
 
 class TiltedFrames(NamedTuple):

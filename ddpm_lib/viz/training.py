@@ -10,8 +10,7 @@ In a live kernel :class:`LiveTraining` redraws one output (an IPython display ha
 report; in the static book (:func:`ddpm_lib.book.static_output`) it only keeps the last report,
 and :meth:`LiveTraining.figure` draws it once. The samples are DDIM (Song et al. 2021,
 :func:`ddpm_lib.sample.ddim`) from the same noise :math:`x_T` at every report, so the grid shows
-one set of digits taking shape.
-"""
+one set of digits taking shape."""
 
 from __future__ import annotations
 
@@ -23,8 +22,6 @@ from ..book import static_output
 from ..sample import IMAGE_SHAPE, ddim
 from ..train.progress import TrainProgress
 from .images import image_grid
-
-__all__ = ["LiveTraining", "draw_training"]
 
 
 def draw_training(fig, losses: torch.Tensor, samples: torch.Tensor | None, step: int) -> None:
@@ -66,8 +63,7 @@ class LiveTraining:
 
     Attributes: ``last`` (the last :class:`~ddpm_lib.train.TrainProgress`, or None),
     ``samples`` (the last grid, ``[n, 1, 28, 28]`` on the CPU, or None), ``reports`` (the steps
-    reported so far).
-    """
+    reported so far)."""
 
     def __init__(self, n: int = 16, steps: int = 10, seed: int = 0,
                  static: bool | None = None, figsize: tuple[float, float] = (9.0, 3.4)):  # fmt: skip
