@@ -51,7 +51,7 @@ def gaussian_reverse_kernels(d: Diffusion, m: float, s: float) -> ReverseKernels
 
     for ``t = 1..T`` (at ``t = 1``: :math:`q(x_0\mid x_1)`, the ideal decoder). Returns
     :class:`ReverseKernels`; ``v`` is a reverse variance that
-    :func:`ddpm_lib.objectives.vlb_terms` takes as ``variance=``."""
+    :func:`ddpm_lib.bound.vlb_terms` takes as ``variance=``."""
     m, s = _gaussian_args(m, s)
     ab = d.alpha_bars.detach().cpu().double()
     betas, alphas = d.betas.detach().cpu().double(), d.alphas.detach().cpu().double()
