@@ -61,9 +61,7 @@ DRAWS_NOISE = ("ancestral", "ddim", "reverse_sde")  # accept noise=[K, n, *shape
 HAS_STEPS = ("ddim", "reverse_sde", "inpaint")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.one_thread
 
 
 def _run(name, data_shape, **kw):
