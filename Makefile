@@ -85,8 +85,11 @@ unit: $(STAMP) gpu-bundle $(NBCONVERT)
 
 # Without the tests marked slow (training runs, pretrained sampling, SIGKILL and torchrun runs, the
 # GPU-run smoke): `make unit` and `make test` run those too.
+# PYTHONDONTWRITEBYTECODE (set in some containers) would make every run recompile the package and
+# re-rewrite the test modules' asserts in each worker: ~4 s of CPU per worker (__pycache__ is
+# git-ignored).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -q $(FAST_TESTS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest tests -q $(FAST_TESTS)
 
 # The student edition of Colab, which lacks the solution cells, so it runs a different program
 # from the chapters. The chapters themselves (and so the instructor edition, which runs their code

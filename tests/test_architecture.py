@@ -194,3 +194,65 @@ def test_the_graph_is_read():
     assert GRAPH["ddpm_lib.train.trainer"] >= {"ddpm_lib.train.loop", "ddpm_lib.train.dataset"}
     assert "ddpm_lib.diffusion" in GRAPH["ddpm_lib.bound.vlb"]
     assert len(GRAPH) > 30
+
+
+def _import_time_targets(name: str, path: Path) -> set[str]:
+    """What executing module ``name`` imports: the statements at module level (also under ``if``,
+    ``try``, ``with`` and class bodies, not under ``if TYPE_CHECKING`` or in functions), as
+    ddpm_lib module names or, outside the package, top-level package names."""
+    is_package = path.name == "__init__.py"
+    out: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+                continue
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                src = _resolve(node.module or "", node.level, name, is_package)
+                targets = [f"{src}.{a.name}" for a in node.names]
+            else:
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    visit([n for n in getattr(node, field, []) if isinstance(n, ast.AST)])
+                continue
+            for target in targets:
+                if target.split(".")[0] != "ddpm_lib":
+                    out.add(target.split(".")[0])
+                    continue
+                while target not in MODULES:  # "ddpm_lib.x.y" where y is a name in x
+                    target = target.rpartition(".")[0]
+                out.add(target)
+
+    visit(ast.parse(path.read_text()).body)
+    return out
+
+
+def loaded_by_import(module: str) -> set[str]:
+    """Every module ``import module`` executes, read from the source: the package's own modules
+    (with their parent packages) and the third-party packages they import at module level."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # a module's parent packages run first
+            prefix = ".".join(parts[:i])
+            if prefix in seen:
+                continue
+            seen.add(prefix)
+            if prefix in MODULES:
+                todo.extend(_import_time_targets(prefix, MODULES[prefix]))
+    return seen
+
+
+def test_exercises_import_neither_matplotlib_nor_viz():
+    """The fast suite's check (the same in a fresh interpreter is slow, in test_viz_base.py):
+    grading a learner's function needs no plotting library."""
+    loaded = loaded_by_import("ddpm_lib.exercises")
+    assert {"ddpm_lib.exercises.elbo", "ddpm_lib.diffusion", "torch"} <= loaded  # the reader reads
+    assert "matplotlib" in loaded_by_import("ddpm_lib.viz")  # and would see a plotting import
+    assert not sorted(m for m in loaded if m == "matplotlib" or m.startswith("ddpm_lib.viz"))

@@ -6,6 +6,7 @@ the offline MathJax (skipped without Chromium, except under CI where it must be 
 book's macros live in _config.yml; every chapter's macro cell is written from them (make colab).
 """
 
+import functools
 import importlib.util
 import json
 import os
@@ -222,6 +223,7 @@ def config_macros() -> dict[str, str]:
     return config["sphinx"]["config"]["mathjax3_config"]["tex"]["macros"]
 
 
+@functools.cache  # Book.load() reads every chapter and the config: once, not once per test
 def macro_cell() -> str:
     return colab.Book.load().macro_line()
 

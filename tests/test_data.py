@@ -122,9 +122,11 @@ def _idx_gz(array: np.ndarray) -> bytes:
     return gzip.compress(header + np.ascontiguousarray(array).tobytes(), compresslevel=1, mtime=0)
 
 
-def _mirror_files(split) -> dict[str, bytes]:
-    """The two IDX .gz files of ``split`` (an MNISTSplit) under their standard names."""
-    f = FACTS["test"]
+@pytest.fixture(scope="session")
+def mirror_files(hub_cache) -> dict[str, bytes]:
+    """The real test split's two IDX .gz files under their standard names, as a mirror serves
+    them (compressed once per session: the bytes depend on nothing else)."""
+    f, split = FACTS["test"], hub_cache[1]["test"]
     images, labels = split.images.numpy(), split.labels.numpy().astype(np.uint8)
     return {f.images_file: _idx_gz(images), f.labels_file: _idx_gz(labels)}
 
@@ -230,11 +232,11 @@ def _object_array(p: Path) -> str:
 
 @pytest.mark.parametrize("corrupt", [_truncate, _flip_pixel, _wrong_dtype, _object_array])
 def test_corrupt_cache_warns_and_falls_back_to_download(
-    corrupt, hub_cache, no_hub, server, tmp_path
+    corrupt, hub_cache, mirror_files, no_hub, server, tmp_path
 ):
     cache = tmp_path / "cache"
     _copy_cache(hub_cache[0], cache, [TEST_CACHE])
-    server["good"] = _mirror_files(hub_cache[1]["test"])
+    server["good"] = dict(mirror_files)
     bad = cache / TEST_CACHE
     reason = corrupt(bad)
     with pytest.warns(MNISTSourceWarning, match=reason) as record:
@@ -249,6 +251,11 @@ def test_corrupt_cache_warns_and_falls_back_to_download(
     assert np.array_equal(labels, split.labels.numpy())
 
 
+# Slow (a second full read of the 17 MB hub pickle, ~3 s of CPU): the fast suite keeps its two
+# halves, a corrupt cache falling through to the next source and being repaired from it
+# (test_corrupt_cache_warns_and_falls_back_to_download) and a hub load that writes the cache
+# (hub_cache, test_cache_round_trip_gives_identical_tensors).
+@pytest.mark.slow
 def test_corrupt_cache_falls_back_to_hub(hub_cache, tmp_path):
     cache = tmp_path / "cache"
     _copy_cache(hub_cache[0], cache)
@@ -351,8 +358,8 @@ def test_restricted_unpickler_admits_exact_names_only():
 # ----------------------------------------------------------------------------- download
 
 
-def test_download_skips_403_mirror_then_caches(hub_cache, no_hub, server, tmp_path):
-    server["good"] = _mirror_files(hub_cache[1]["test"])
+def test_download_skips_403_mirror_then_caches(hub_cache, mirror_files, no_hub, server, tmp_path):
+    server["good"] = dict(mirror_files)
     mirrors = (server["base"] + "/forbidden", server["base"] + "/good/")  # with/without "/"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a 403 is an absent source, not a bad one: no warning
@@ -368,8 +375,8 @@ def test_download_skips_403_mirror_then_caches(hub_cache, no_hub, server, tmp_pa
     assert len(server["log"]) == 4
 
 
-def test_download_bad_checksum_warns_and_tries_next_mirror(hub_cache, no_hub, server):
-    good = _mirror_files(hub_cache[1]["test"])
+def test_download_bad_checksum_warns_and_tries_next_mirror(hub_cache, mirror_files, no_hub, server):
+    good = dict(mirror_files)
     server["good"] = good
     labels = hub_cache[1]["test"].labels.numpy().astype(np.uint8)
     labels[0] = 3
@@ -379,8 +386,8 @@ def test_download_bad_checksum_warns_and_tries_next_mirror(hub_cache, no_hub, se
     _assert_is_real_test_split(split)
 
 
-def test_unwritable_cache_dir_is_skipped_silently(hub_cache, no_hub, server, tmp_path):
-    server["good"] = _mirror_files(hub_cache[1]["test"])
+def test_unwritable_cache_dir_is_skipped_silently(mirror_files, no_hub, server, tmp_path):
+    server["good"] = dict(mirror_files)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     with warnings.catch_warnings():
@@ -445,10 +452,10 @@ def test_idx_parser_and_malformed_files():
         gunzip(_idx_gz(arr)[:-10], "f.gz")
 
 
-def test_local_folder_of_idx_files_is_a_mirror(hub_cache, no_hub, tmp_path):
+def test_local_folder_of_idx_files_is_a_mirror(mirror_files, no_hub, tmp_path):
     folder = tmp_path / "idx"
     folder.mkdir()
-    for name, data in _mirror_files(hub_cache[1]["test"]).items():
+    for name, data in dict(mirror_files).items():
         (folder / name).write_bytes(data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

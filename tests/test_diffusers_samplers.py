@@ -25,12 +25,17 @@ import torch
 
 from ddpm_lib import Diffusion, sample, schedule, toy
 
-diffusers = pytest.importorskip("diffusers")
-
 T, N = 20, 16
 D = Diffusion(schedule.linear_betas(T, 1e-3, 0.3))
 MODEL = toy.two_d_mixture().eps_model(D)
 SHAPE = (N, 2)
+
+
+@pytest.fixture(scope="module")
+def diffusers():
+    """Imported when a test runs, not when pytest collects the file: diffusers pulls in
+    torch._dynamo (about 2.5 s of CPU), which every xdist worker would otherwise pay."""
+    return pytest.importorskip("diffusers")
 
 
 def _x_T():
@@ -43,7 +48,7 @@ def _their_betas():
 
 @pytest.mark.parametrize(("variance_type", "variance"),
                          [("fixed_small", "beta_tilde"), ("fixed_large", "beta")])  # fmt: skip
-def test_ancestral_is_diffusers_ddpm(variance_type, variance):
+def test_ancestral_is_diffusers_ddpm(diffusers, variance_type, variance):
     sched = diffusers.DDPMScheduler(num_train_timesteps=T, trained_betas=_their_betas(),
                                     variance_type=variance_type, clip_sample=False,
                                     prediction_type="epsilon")  # fmt: skip
@@ -68,7 +73,7 @@ def test_ancestral_is_diffusers_ddpm(variance_type, variance):
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("steps", [4, 5, 20])
-def test_ddim_is_diffusers_ddim(eta, steps):
+def test_ddim_is_diffusers_ddim(diffusers, eta, steps):
     sched = diffusers.DDIMScheduler(num_train_timesteps=T, trained_betas=_their_betas(),
                                     clip_sample=False, set_alpha_to_one=True,
                                     timestep_spacing="trailing", prediction_type="epsilon")  # fmt: skip

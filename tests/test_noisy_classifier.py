@@ -42,6 +42,7 @@ def test_the_shipped_classifier_loads_verified_with_its_schedule(shipped):
 BOUNDS = {1: 0.98, 200: 0.97, 400: 0.75}
 
 
+@pytest.mark.slow  # 7 s of CPU; the fast suite keeps the t = 400 bound in the test below
 def test_accuracy_by_t_of_the_shipped_classifier(shipped, test_digits):
     clf, _ = shipped
     acc = accuracy_by_t(clf, *test_digits, ts=(1, 200, 400, 1000))
@@ -63,13 +64,16 @@ def test_the_manifest_curve_is_reproduced(shipped):
 
 
 def test_the_clean_classifier_is_lost_on_noisy_digits(shipped, test_digits):
-    """Why guidance needs its own classifier: at t = 400 the clean evaluator is far worse."""
+    """Why guidance needs its own classifier: at t = 400 the clean evaluator is far worse. The
+    noise-conditional one meets its t = 400 bound on these draws too (measured 0.8195; the fast
+    suite's check of the shipped classifier's accuracy, the whole curve being slow)."""
     clf, d = shipped
     x0, y = test_digits
     x_t = d.q_sample(x0.double(), 400, generator=torch.Generator().manual_seed(0)).float()
     clean = float((predict(load_classifier(), x_t) == y).double().mean())
     with torch.no_grad():
         noisy = float((clf(x_t, 400).argmax(1) == y).double().mean())
+    assert noisy >= BOUNDS[400], noisy
     assert noisy > clean + 0.2, (noisy, clean)
 
 

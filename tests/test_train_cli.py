@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -163,13 +164,14 @@ def test_run_directory_rules(tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().out
 
 
-def test_module_entry_point_reports_bad_flags(tmp_path):
-    bad = subprocess.run(
-        _cli("--preset", "nope", "--out", str(tmp_path)),
-        env=_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bad.returncode == 2 and "--preset" in bad.stderr and "tiny" in bad.stderr
+def test_module_entry_point_reports_bad_flags(tmp_path, capsys, monkeypatch):
+    """``python -m ddpm_lib.train`` run as the interpreter runs it (runpy, as ``__main__``), in this
+    process: a subprocess would spend ~2 s of CPU importing torch again. The subprocess runs of
+    the entry point are the slow SIGKILL/resume tests above."""
+    monkeypatch.setattr(sys, "argv", ["ddpm_lib.train", "--preset", "nope", "--out", str(tmp_path)])
+    # This file imported the module as ddpm_lib.train.__main__; the interpreter runs it fresh.
+    monkeypatch.delitem(sys.modules, "ddpm_lib.train.__main__")
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("ddpm_lib.train", run_name="__main__", alter_sys=True)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--preset" in err and "tiny" in err
