@@ -1,6 +1,7 @@
 # ddpm-book — every command a reader, a student or CI needs.
 #   make book   build the rendered book into _build/html (installs everything first)
-#   make test   lint + unit tests + the Colab student edition under nbval + book build + browser check
+#   make test   lint + unit tests + book build (executes every chapter) + browser check
+#   make nbval  the Colab student edition under nbval (test-newest runs it on the newest releases)
 #   make colab  write the Colab edition colab/ (and the chapters' header cells) from book/
 #   make colab-check  the Colab edition converted by nbconvert, checked in headless Chromium
 #   make test-fast  the unit tests not marked slow, on 2 processes: the loop to run while you work
@@ -128,7 +129,9 @@ browser: book chromium $(NBCONVERT)
 	$(BIN)/python tools/colab.py --check
 	$(BIN)/python tools/check_colab.py colab --book-html _build/html
 
-test: lint chromium unit nbval browser
+# The Colab student edition runs under nbval in test-newest (the newest Python and releases, as
+# on Colab), which CI runs after this; `make nbval` runs it with this venv.
+test: lint chromium unit browser
 
 # Reuses $(NEWEST_VENV) when it exists, but always upgrades everything to the newest release.
 test-newest:

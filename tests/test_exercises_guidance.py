@@ -49,7 +49,9 @@ def test_classifier_guided_eps_right_answers_pass_and_match_the_samplers():
     model, clf = mix.eps_model(d), toy.MixtureClassifier(mix, d)
     x = E._toy_points(d, 250, torch.Generator().manual_seed(3))
     y = torch.full((6,), 2)
-    guide = make_guide(model, 6, labels=y, guidance_scale=0.0, classifier=clf, classifier_scale=3.0)
+    guide = make_guide(
+        model, 6, diffusion=d, labels=y, guidance_scale=0.0, classifier=clf, classifier_scale=3.0
+    )
     t = torch.full((6,), 250)
     lib = guide(x, t, float((1 - d.alpha_bars[250]).sqrt()))
     grad = sample.classifier_gradient(clf, x, 250, y)

@@ -82,9 +82,10 @@ def reverse_sde(
     steps = check_int("steps", steps, lo=1)
     sde = VPSDE(diffusion)
     x, dev = start(model, n, shape, x_T, generator, device)
-    guide = make_guide(model, x.shape[0], labels=labels, guidance_scale=guidance_scale,
-                       classifier=classifier, classifier_scale=classifier_scale,
-                       threshold=threshold, dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
+    guide = make_guide(model, x.shape[0], diffusion=diffusion, labels=labels,
+                       guidance_scale=guidance_scale, classifier=classifier,
+                       classifier_scale=classifier_scale, threshold=threshold,
+                       dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
     noise = check_noise(noise, steps, x)
     h = 1.0 / steps
     for k in progress_bar(range(steps, 0, -1), progress, f"reverse SDE ({steps} steps)"):
@@ -160,9 +161,10 @@ def probability_flow(
             raise ValueError(f"t_eval must be non-empty and decreasing, got {t_eval}")
     sde = VPSDE(diffusion)
     x, dev = start(model, n, shape, x_T, generator, device)
-    guide = make_guide(model, x.shape[0], labels=labels, guidance_scale=guidance_scale,
-                       classifier=classifier, classifier_scale=classifier_scale,
-                       threshold=threshold, dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
+    guide = make_guide(model, x.shape[0], diffusion=diffusion, labels=labels,
+                       guidance_scale=guidance_scale, classifier=classifier,
+                       classifier_scale=classifier_scale, threshold=threshold,
+                       dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
     record = None if callback is None else ("steps" if t_eval is None else t_eval)
     flow = solve_flow(lambda s, tau: _predict(guide, sde, s, tau, False)[0], sde, x, 1.0,
                       tau_end, rtol, atol, method, t_eval=record)  # fmt: skip

@@ -57,9 +57,10 @@ def ancestral(
     (:math:`\beta_t`) or ``"beta_tilde"`` (:math:`\tilde\beta_t`). Returns ``[n, *shape]``."""
     check_choice("variance", variance, VARIANCES)
     x, dev = start(model, n, shape, x_T, generator, device)
-    guide = make_guide(model, x.shape[0], labels=labels, guidance_scale=guidance_scale,
-                       classifier=classifier, classifier_scale=classifier_scale,
-                       threshold=threshold, dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
+    guide = make_guide(model, x.shape[0], diffusion=diffusion, labels=labels,
+                       guidance_scale=guidance_scale, classifier=classifier,
+                       classifier_scale=classifier_scale, threshold=threshold,
+                       dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
     noise = check_noise(noise, diffusion.T, x)
     for t in progress_bar(range(diffusion.T, 0, -1), progress, "ancestral sampling"):
         eps = guide.at_step(x, t, diffusion.alpha_bars[t])
@@ -121,9 +122,10 @@ def ddim(
     eta = check_number("eta", eta, 0.0, 1.0)
     tau = ddim_timesteps(diffusion.T, steps)
     x, dev = start(model, n, shape, x_T, generator, device)
-    guide = make_guide(model, x.shape[0], labels=labels, guidance_scale=guidance_scale,
-                       classifier=classifier, classifier_scale=classifier_scale,
-                       threshold=threshold, dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
+    guide = make_guide(model, x.shape[0], diffusion=diffusion, labels=labels,
+                       guidance_scale=guidance_scale, classifier=classifier,
+                       classifier_scale=classifier_scale, threshold=threshold,
+                       dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
     noise = check_noise(noise, steps, x)
     times = tau.flip(0).tolist()
     pairs = list(zip(range(steps, 0, -1), times, [*times[1:], 0], strict=True))

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import torch
 
-from .._validate import check_choice, check_eps, check_number, check_t
+from .._validate import check_choice, check_number, check_t
+from ..diffusion import Diffusion
 
 THRESHOLDS = ("none", "static", "dynamic")
 
@@ -34,6 +35,8 @@ def guided_eps(
     t: torch.Tensor,
     labels: torch.Tensor | None,
     guidance_scale: float = 1.0,
+    *,
+    diffusion: Diffusion | None = None,
 ) -> torch.Tensor:
     r"""The classifier-free guided prediction (Ho & Salimans 2022, Eq. 6 with :math:`s = 1 + w`):
 
@@ -42,15 +45,24 @@ def guided_eps(
 
     ``s = 1`` is the plain conditional model, ``s = 0`` the unconditional one (null label); ``s > 1``
     pushes samples towards their class. Both predictions come from one batched forward pass.
-    ``x_t`` ``[n, ...]``, ``t`` ``[n]``, ``labels`` ``[n]`` or None (unconditional)."""
+    ``x_t`` ``[n, ...]``, ``t`` ``[n]``, ``labels`` ``[n]`` or None (unconditional). With
+    ``diffusion`` every evaluation goes through :meth:`ddpm_lib.Diffusion.call_model` (which checks
+    the output's shape), as the samplers' :class:`Guide` does; without it ``model`` is called as
+    it is."""
+
+    def call(x, tt, y=None):
+        if diffusion is not None:
+            return diffusion.call_model(model, x, tt, y)
+        return model(x, tt) if y is None else model(x, tt, y)
+
     if labels is None:
-        return model(x_t, t)
+        return call(x_t, t)
     if guidance_scale == 1.0:
-        return model(x_t, t, labels)
+        return call(x_t, t, labels)
     null = torch.full_like(labels, num_classes(model))
     if guidance_scale == 0.0:
-        return model(x_t, t, null)
-    eps_cond, eps_null = model(
+        return call(x_t, t, null)
+    eps_cond, eps_null = call(
         torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([labels, null])
     ).chunk(2)
     return eps_null + guidance_scale * (eps_cond - eps_null)
@@ -126,9 +138,14 @@ class Guide:
     :math:`\hat x_0` (:meth:`threshold`). Built, with every argument checked once, by
     :func:`make_guide`; calling it checks nothing but the model's output shape (no host sync)."""
 
-    def __init__(self, model, labels, model_labels, guidance_scale, classifier, classifier_scale,
-                 threshold, dynamic_percentile):  # fmt: skip
-        self.model, self.labels, self.model_labels = model, labels, model_labels
+    def __init__(self, diffusion, model, labels, model_labels, guidance_scale, classifier,
+                 classifier_scale, threshold, dynamic_percentile):  # fmt: skip
+        self.diffusion, self.model, self.labels, self.model_labels = (
+            diffusion,
+            model,
+            labels,
+            model_labels,
+        )
         self.guidance_scale, self.classifier = guidance_scale, classifier
         self.classifier_scale = classifier_scale
         self.threshold_name, self.dynamic_percentile = threshold, dynamic_percentile
@@ -137,8 +154,8 @@ class Guide:
     def __call__(self, x: torch.Tensor, t: torch.Tensor, sigma: float) -> torch.Tensor:
         r"""``x`` ``[n, ...]``, ``t`` ``[n]`` (steps or continuous times), ``sigma`` =
         :math:`\sqrt{1-\bar\alpha_t}`: the prediction ``[n, ...]`` in ``x``'s dtype."""
-        eps = check_eps(guided_eps(self.model, x, t, self.model_labels, self.guidance_scale), x)
-        eps = eps.to(x.dtype)
+        eps = guided_eps(self.model, x, t, self.model_labels, self.guidance_scale,
+                         diffusion=self.diffusion).to(x.dtype)  # fmt: skip
         if self.classifier is not None and self.classifier_scale != 0.0:
             # The labels' range against the classifier's K is read once, at the first step.
             grad = _log_prob_grad(self.classifier, x, t, self.labels, not self.labels_checked)
@@ -177,6 +194,7 @@ def make_guide(
     model: Callable,
     n: int,
     *,
+    diffusion: Diffusion,
     labels=None,
     guidance_scale: float = 1.0,
     classifier: Callable | None = None,
@@ -186,7 +204,8 @@ def make_guide(
     device=None,
 ) -> Guide:
     """Check the guidance and threshold arguments every sampler shares, once, and build the
-    :class:`Guide` for ``n`` samples on ``device``."""
+    :class:`Guide` for ``n`` samples on ``device``; it evaluates ``model`` through
+    ``diffusion.call_model``."""
     q = _check_threshold(threshold, dynamic_percentile)
     check_number("guidance_scale", guidance_scale)
     classifier_scale = check_number("classifier_scale", classifier_scale)
@@ -197,7 +216,8 @@ def make_guide(
                 "guidance_scale is the classifier-free scale"
             )
         model_labels = _check_labels(model, n, labels, guidance_scale, device)
-        return Guide(model, model_labels, model_labels, guidance_scale, None, 0.0, threshold, q)
+        return Guide(diffusion, model, model_labels, model_labels, guidance_scale, None, 0.0,
+                     threshold, q)  # fmt: skip
     if not callable(classifier):
         raise ValueError(
             f"classifier must be callable as classifier(x_t, t), got {classifier!r:.60}"
@@ -213,5 +233,5 @@ def make_guide(
     model_labels = _check_labels(model, n, labels, guidance_scale, device) if conditional else None
     hi = num_classes(classifier) - 1 if num_classes(classifier) else 2**62
     class_labels = _label_tensor(labels, n, hi, device)
-    return Guide(model, class_labels, model_labels, guidance_scale, classifier, classifier_scale,
-                 threshold, q)  # fmt: skip
+    return Guide(diffusion, model, class_labels, model_labels, guidance_scale, classifier,
+                 classifier_scale, threshold, q)  # fmt: skip

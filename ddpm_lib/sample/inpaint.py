@@ -158,9 +158,10 @@ def inpaint(
     x, dev = start(model, n_known, shape_known, x_T, generator, device)
     known = x_known.to(dev)
     m = _check_mask(mask, known)
-    guide = make_guide(model, n_known, labels=labels, guidance_scale=guidance_scale,
-                       classifier=classifier, classifier_scale=classifier_scale,
-                       threshold=threshold, dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
+    guide = make_guide(model, n_known, diffusion=diffusion, labels=labels,
+                       guidance_scale=guidance_scale, classifier=classifier,
+                       classifier_scale=classifier_scale, threshold=threshold,
+                       dynamic_percentile=dynamic_percentile, device=dev)  # fmt: skip
     times = tau.flip(0).tolist()
     pairs = list(zip(times, [*times[1:], 0], strict=True))
     for t, s in progress_bar(pairs, progress, f"inpainting ({len(times)} steps)"):
