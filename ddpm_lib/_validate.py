@@ -165,7 +165,7 @@ def check_int(name: str, value: object, lo: int | None = None, hi: int | None = 
     if ok and ((lo is not None and value < lo) or (hi is not None and value > hi)):
         ok = False
     if not ok:
-        raise ValueError(f"{name} must be {_range('an int', lo, hi)}, got {value!r}")
+        raise ValueError(f"{name} must be an int{_interval(lo, hi)}, got {value!r}")
     return int(value)  # type: ignore[arg-type]
 
 
@@ -196,17 +196,8 @@ def check_number(
     return float(value)  # type: ignore[arg-type]
 
 
-def _range(kind: str, lo: int | None, hi: int | None) -> str:
-    if lo is not None and hi is not None:
-        return f"{kind} in [{lo}, {hi}]"
-    if lo is not None:
-        return f"{kind} >= {lo}"
-    if hi is not None:
-        return f"{kind} <= {hi}"
-    return kind
-
-
-def _interval(lo, hi, lo_open: bool, hi_open: bool) -> str:
+def _interval(lo, hi, lo_open: bool = False, hi_open: bool = False) -> str:
+    """The allowed range in words, as the errors of check_int and check_number print it."""
     if lo is not None and hi is not None:
         return f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
     if lo is not None:
